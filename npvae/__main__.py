@@ -1,0 +1,3 @@
+from npvae.cli import main
+
+raise SystemExit(main())
