@@ -1,0 +1,124 @@
+"""Densities, samplers, the analytic KL, and their gradients: pure functions.
+
+Derivations: ``derivations/02_gaussian_kl.md`` (KL),
+``derivations/03_reparameterization.md`` (sampling and its backward),
+``derivations/04_likelihoods.md`` (Bernoulli and Gaussian log-likelihoods).
+
+Conventions: the last axis is the event axis and is summed; every leading
+axis is a batch axis.  A ``*_grad`` function returns derivatives *of the
+quantity itself* (e.g. d log p / d logits), not of the loss; the estimators
+apply the sign.  Variances are carried as ``logvar``; the standard deviation
+is made in exactly one place, :func:`std_from_logvar`.
+"""
+import numpy as np
+
+LOG_2PI = np.log(2 * np.pi)
+
+
+def std_from_logvar(logvar):
+    """std = exp(0.5 logvar)  (3.2).  The only place a std is made from a logvar."""
+    return np.exp(0.5 * logvar)                          # (3.2)
+
+
+# ---------------------------------------------------------------- reparameterization
+
+def reparameterize(mu, logvar, eps):
+    """z = mu + exp(0.5 logvar) * eps  (3.3).
+
+    mu, logvar: (M, J); eps: (L, M, J) -> z (L, M, J), std (M, J).
+    Returns ``std`` too so that the backward pass reuses it.
+    """
+    std = std_from_logvar(logvar)
+    z = mu + std * eps                                   # (3.3)
+    return z, std
+
+
+def reparameterize_backward(dz, eps, std):
+    """Pathwise gradients into mu and logvar from dz (L, M, J)  (3.4), (3.5).
+
+    dmu = sum_l dz_l;  dlogvar = sum_l dz_l * eps_l * 0.5 * std.
+    """
+    dmu = dz.sum(axis=0)                                 # (3.4)
+    dlogvar = 0.5 * std * np.einsum("lmj,lmj->mj", dz, eps)  # (3.5)
+    return dmu, dlogvar
+
+
+# ---------------------------------------------------------------- Gaussian densities
+
+def gaussian_log_prob(x, mu, logvar):
+    """log N(x; mu, diag(exp(logvar))), summed over the last axis  (4.4).
+
+    Broadcasts; e.g. x (L, M, J) against mu, logvar (M, J) gives (L, M).
+    """
+    sq = (x - mu) ** 2 * np.exp(-logvar)
+    return -0.5 * np.sum(LOG_2PI + logvar + sq, axis=-1)    # (4.4)
+
+
+def gaussian_log_prob_grad(x, mu, logvar):
+    """Gradients of :func:`gaussian_log_prob` in x, mu, logvar  (4.5), (4.6).
+
+    d/dx = -(x - mu) exp(-logvar);  d/dmu = -d/dx;
+    d/dlogvar = -0.5 + 0.5 (x - mu)^2 exp(-logvar).
+    Each has the broadcast shape of ``x - mu``.
+    """
+    inv_var = np.exp(-logvar)
+    diff = x - mu
+    dmu = diff * inv_var                                 # (4.5)
+    dlogvar = 0.5 * (diff * dmu - 1)                     # (4.6)
+    return -dmu, dmu, dlogvar
+
+
+def standard_normal_log_prob(z):
+    """log N(z; 0, I), summed over the last axis  (2.1)."""
+    return -0.5 * np.sum(LOG_2PI + z * z, axis=-1)       # (2.1)
+
+
+def standard_normal_log_prob_grad(z):
+    """d/dz log N(z; 0, I) = -z."""
+    return -z
+
+
+# ---------------------------------------------------------------- analytic KL
+
+def gaussian_kl(mu, logvar):
+    """KL(N(mu, exp(logvar)) || N(0, I)) per example, summed over the last axis  (2.6).
+
+    = -0.5 sum_j (1 + logvar_j - mu_j^2 - exp(logvar_j)).
+    """
+    return -0.5 * np.sum(1 + logvar - mu * mu - np.exp(logvar), axis=-1)   # (2.6)
+
+
+def gaussian_kl_grad(mu, logvar):
+    """Gradients of :func:`gaussian_kl`: d/dmu = mu  (2.7),  d/dlogvar = 0.5 (exp(logvar) - 1)  (2.8)."""
+    return mu.copy(), 0.5 * np.expm1(logvar)            # (2.7), (2.8)
+
+
+# ---------------------------------------------------------------- Bernoulli from logits
+
+def bernoulli_log_prob(x, logits):
+    """log Bernoulli(x; sigmoid(logits)), summed over the last axis  (4.2).
+
+    log p = x * logits - softplus(logits), with
+    softplus(a) = max(a, 0) + log1p(exp(-|a|)): one transcendental pair per
+    entry and no overflow for |logits| up to the float limits.  x may be any
+    value in [0, 1] (the continuous-Bernoulli-free "soft target" use).
+    """
+    sp = np.maximum(logits, 0) + np.log1p(np.exp(-np.abs(logits)))
+    return np.sum(x * logits - sp, axis=-1)              # (4.2)
+
+
+def bernoulli_log_prob_grad(x, logits):
+    """d/dlogits log Bernoulli(x; sigmoid(logits)) = x - sigmoid(logits)  (4.3)."""
+    e = np.exp(-np.abs(logits))
+    p = np.where(logits >= 0, 1 / (1 + e), e / (1 + e))
+    return x - p                                         # (4.3)
+
+
+def bernoulli_log_prob_and_grad(x, logits):
+    """Both of the above, sharing exp(-|logits|): what the training step uses."""
+    e = np.exp(-np.abs(logits))
+    sp = np.maximum(logits, 0) + np.log1p(e)
+    logp = np.sum(x * logits - sp, axis=-1)              # (4.2)
+    r = 1 / (1 + e)
+    p = np.where(logits >= 0, r, e * r)
+    return logp, x - p                                   # (4.3)
