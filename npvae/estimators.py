@@ -69,13 +69,13 @@ def reparam(model, x, *, rng=None, eps=None, n_samples=1, kl="analytic", beta=1.
     if kl == "analytic":
         kl_term = dist.gaussian_kl(mu, logvar)                     # (M,)  (2.6)
     else:
-        log_q = dist.gaussian_log_prob(z, mu, logvar)              # (L, M)
-        log_pz = dist.standard_normal_log_prob(z)                  # (L, M)
-        kl_term = np.mean(log_q - log_pz, axis=0)                  # (M,)
+        log_q = dist.gaussian_log_prob(z, mu, logvar)              # (L, M)  (2.2)
+        log_pz = dist.standard_normal_log_prob(z)                  # (L, M)  (2.1)
+        kl_term = np.mean(log_q - log_pz, axis=0)                  # (M,)  (3.6)
     loss = np.mean(beta * kl_term - np.mean(log_px, axis=0))       # (3.6), (3.7), (3.8)
 
     # backward, in reverse
-    dlog_px = np.full((L, M), -1.0 / (L * M), dtype=model.dtype)   # d loss / d log p(x|z_lm)
+    dlog_px = np.full((L, M), -1.0 / (L * M), dtype=model.dtype)   # d loss / d log p(x|z_lm)  (5.10)
     dz = model.log_px_backward(dlog_px)                            # (L, M, J), dec.* grads
     if kl == "analytic":
         dmu_kl, dlogvar_kl = dist.gaussian_kl_grad(mu, logvar)    # (2.7), (2.8)
@@ -89,7 +89,7 @@ def reparam(model, x, *, rng=None, eps=None, n_samples=1, kl="analytic", beta=1.
         dmu_direct = scale * dmu_q.sum(axis=0)
         dlogvar_direct = scale * dlogvar_q.sum(axis=0)
     dmu, dlogvar = dist.reparameterize_backward(dz, eps, std)     # (3.4), (3.5)
-    model.encoder_backward(dmu + dmu_direct, dlogvar + dlogvar_direct)
+    model.encoder_backward(dmu + dmu_direct, dlogvar + dlogvar_direct)   # (5.11)
     return float(loss), _collect(model)
 
 

@@ -155,7 +155,7 @@ class VAE:
     def encoder_backward(self, dmu, dlogvar):
         """Fill the ``enc.*`` grads from dmu, dlogvar (M, J) (d loss / d mu, d logvar)."""
         dh = self.enc_mu.backward(dmu)
-        dh = dh + self.enc_logvar.backward(dlogvar)
+        dh = dh + self.enc_logvar.backward(dlogvar)                    # (5.9)
         self.enc_trunk.backward(dh, need_dx=False)
 
     # ------------------------------------------------------------ decoder
@@ -182,7 +182,7 @@ class VAE:
         else:
             dmean, dlogvar = dout
             dh = self.dec_heads["mean"].backward(self.mean_act.backward(dmean))
-            dh = dh + self.dec_heads["logvar"].backward(dlogvar)
+            dh = dh + self.dec_heads["logvar"].backward(dlogvar)      # (5.9)
         return self.dec_trunk.backward(dh)
 
     def log_px(self, x, z):
@@ -192,7 +192,7 @@ class VAE:
         (L*M, J).  Stores what :meth:`log_px_backward` needs.
         """
         L, M, J = z.shape
-        out = self._decode(z.reshape(L * M, J))
+        out = self._decode(z.reshape(L * M, J))                          # (5.8)
         if self.likelihood == "bernoulli":
             logits = out.reshape(L, M, self.x_dim)
             logp, dlogits = dist.bernoulli_log_prob_and_grad(x, logits)   # (4.2), (4.3)
@@ -208,12 +208,12 @@ class VAE:
         L, M, saved = self._dec_cache
         w = dlogp[:, :, None]
         if self.likelihood == "bernoulli":
-            dout = (w * saved).reshape(L * M, self.x_dim)                 # (4.3)
+            dout = (w * saved).reshape(L * M, self.x_dim)                 # (4.3), (5.10)
         else:
             x, mean, logvar = saved
             _, dmean, dlogvar = dist.gaussian_log_prob_grad(x, mean, logvar)   # (4.5), (4.6)
-            dout = ((w * dmean).reshape(L * M, -1), (w * dlogvar).reshape(L * M, -1))
-        return self._decoder_backward(dout).reshape(L, M, self.z_dim)
+            dout = ((w * dmean).reshape(L * M, -1), (w * dlogvar).reshape(L * M, -1))   # (5.10)
+        return self._decoder_backward(dout).reshape(L, M, self.z_dim)     # (5.8)
 
     # ------------------------------------------------------------ using the model
 
