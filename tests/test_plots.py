@@ -1,0 +1,261 @@
+"""Figures: every function writes a PNG (or returns a Figure) for a tiny VAE,
+and rejects bad input with a ValueError."""
+import numpy as np
+import pytest
+
+from npvae import plots
+from npvae.vae import VAE
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SHAPE = (4, 4)
+
+
+def is_png(path):
+    with open(path, "rb") as f:
+        head = f.read(8)
+    return head == PNG_MAGIC and len(open(path, "rb").read()) > 1000
+
+
+@pytest.fixture(params=[2, 3], ids=["J2", "J3"])
+def model(request):
+    return VAE(16, request.param, hidden=(8,), rng=np.random.default_rng(1), init_scale=0.5)
+
+
+@pytest.fixture
+def x():
+    return np.random.default_rng(2).random((30, 16))
+
+
+@pytest.fixture
+def labels():
+    return np.arange(30) % 4
+
+
+HISTORY = {
+    "epoch": [1, 2, 3, 4, 5, 6],
+    "train_elbo": [-40.0, -12.0, -11.0, -10.5, -10.2, -10.0],
+    "test_elbo": [-39.0, -12.5, -11.6, -11.0, -10.9, -10.8],
+    "test_kl": [0.5, 1.0, 1.5, 1.8, 2.0, 2.1],
+    "test_rec": [-38.5, -11.5, -10.1, -9.2, -8.9, -8.7],
+    "examples_prop": ["a", "b", "c", "d", "e", "f"],
+    "examples_seen": [30, 60, 90, 120, 150, 180],
+}
+
+
+class Stub:
+    """A model with only some of the methods: the Helmholtz machine's situation."""
+
+    x_dim = 16
+
+    def sample(self, n, rng):
+        x = (rng.random((n, 16)) < 0.3).astype(float)
+        return x, [x]                       # (data, states), like a dream pass
+
+    def reconstruct(self, x):
+        return 1.0 - x
+
+
+# ------------------------------------------------------------------ files
+
+def test_every_function_writes_a_png(tmp_path, model, x, labels):
+    rng = np.random.default_rng(0)
+    paths = [
+        plots.elbo_curves(HISTORY, tmp_path / "elbo.png"),
+        plots.image_grid(x, SHAPE, tmp_path / "grid.png", nrow=6, title="data"),
+        plots.samples(model, SHAPE, tmp_path / "samples.png", n=25, rng=rng),
+        plots.reconstructions(model, x, SHAPE, tmp_path / "recon.png", n=10),
+        plots.latent_space(model, x, labels, tmp_path / "latent.png"),
+    ]
+    if model.z_dim == 2:
+        paths.append(plots.manifold(model, SHAPE, tmp_path / "manifold.png", n=5))
+    for p in paths:
+        assert isinstance(p, str)
+        assert is_png(p), p
+
+
+def test_path_without_extension_is_png(tmp_path, x):
+    p = plots.image_grid(x, SHAPE, tmp_path / "grid")
+    assert p == str(tmp_path / "grid") and is_png(p)
+
+
+def test_manifold_needs_two_latent_dimensions(tmp_path):
+    m3 = VAE(16, 3, hidden=(8,), rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="J = 3"):
+        plots.manifold(m3, SHAPE, tmp_path / "m.png")
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_manifold_grid_is_gaussian_quantiles_z2_upwards():
+    seen = []
+
+    class Recorder:
+        z_dim = 2
+        dtype = np.float64
+
+        def decoded_mean(self, z):
+            seen.append(z.copy())
+            return np.full((len(z), 16), 0.5)
+
+    plots.manifold(Recorder(), SHAPE, None, n=3, lo=0.1, hi=0.9)
+    z = seen[0]
+    q = 1.2815515655446004                  # Phi^{-1}(0.9)
+    assert z.shape == (9, 2)
+    np.testing.assert_allclose(z[:3, 0], [-q, 0, q], atol=1e-12)   # z_1 left to right
+    np.testing.assert_allclose(z[::3, 1], [q, 0, -q], atol=1e-12)  # z_2 top to bottom
+
+
+def test_bad_image_shape_is_rejected(tmp_path, model, x):
+    for bad in [(3, 5), (16,), (2, 2, 4), "4x4"]:
+        with pytest.raises(ValueError, match="image_shape"):
+            plots.image_grid(x, bad, tmp_path / "g.png")
+    with pytest.raises(ValueError, match="image_shape"):
+        plots.samples(model, (3, 5), tmp_path / "s.png", rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="image_shape"):
+        plots.reconstructions(model, x, (2, 4), tmp_path / "r.png")
+    with pytest.raises(ValueError, match="perfect square"):
+        plots.image_grid(np.zeros((2, 15)), None, tmp_path / "g.png")
+    assert not list(tmp_path.iterdir())
+
+
+def test_bad_arguments_are_rejected(model, x, labels):
+    with pytest.raises(ValueError, match="labels"):
+        plots.latent_space(model, x, labels[:5])
+    with pytest.raises(ValueError, match="images"):
+        plots.image_grid(np.zeros(16), SHAPE)
+    with pytest.raises(ValueError, match="rng"):
+        plots.samples(model, SHAPE, n=4, rng=0)
+
+
+# ------------------------------------------------------------------ layout and maths
+
+def test_tile_images_places_each_image_and_the_gaps():
+    images = np.repeat(np.arange(5.0)[:, None], 4, axis=1)   # image k is constant k, 2x2
+    mosaic = plots.tile_images(images, (2, 2), ncol=3, pad=1, pad_value=-1)
+    assert mosaic.shape == (2 * 2 + 1, 3 * 2 + 2)
+    for k in range(5):
+        r, c = divmod(k, 3)
+        np.testing.assert_array_equal(mosaic[3 * r:3 * r + 2, 3 * c:3 * c + 2], k)
+    assert np.all(mosaic[2, :] == -1) and np.all(mosaic[:, 2] == -1)
+    np.testing.assert_array_equal(mosaic[3:, 6:], -1)        # the empty last cell
+
+
+def test_principal_components_recovers_the_main_axis():
+    rng = np.random.default_rng(3)
+    direction = np.array([3.0, 4.0, 0.0]) / 5.0
+    t = rng.standard_normal(500)
+    a = 10.0 * t[:, None] * direction + 0.1 * rng.standard_normal((500, 3)) + 7.0
+    scores, frac = plots.principal_components(a, 2)
+    assert scores.shape == (500, 2)
+    assert frac[0] > 0.999 and frac[1] < 1e-3
+    np.testing.assert_allclose(np.abs(np.corrcoef(scores[:, 0], t)[0, 1]), 1.0, atol=1e-3)
+    np.testing.assert_allclose(scores.mean(axis=0), 0.0, atol=1e-10)
+
+
+def test_latent_axes_name_the_projection(model, x, labels):
+    fig = plots.latent_space(model, x, labels)
+    label = fig.axes[0].get_xlabel()
+    if model.z_dim == 2:
+        assert "z_1" in label
+    else:
+        assert "PC 1" in label and "J = 3" in label and "% of variance" in label
+    legend = fig.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["0", "1", "2", "3"]
+
+
+def test_latent_continuous_labels_get_a_colorbar(x):
+    m = VAE(16, 2, hidden=(8,), rng=np.random.default_rng(0))
+    fig = plots.latent_space(m, x, np.linspace(0, 1, 30))
+    assert len(fig.axes) == 2                                 # scatter + colorbar
+
+
+# ------------------------------------------------------------------ notebook use
+
+def test_no_path_returns_a_figure_that_renders_inline(x):
+    from matplotlib.figure import Figure
+    fig = plots.image_grid(x, SHAPE)
+    assert isinstance(fig, Figure)
+    assert fig._repr_png_().startswith(PNG_MAGIC)
+
+
+def test_draws_into_given_axes(tmp_path, x, labels):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    a, b, c = fig.subplots(1, 3)
+    m = VAE(16, 2, hidden=(8,), rng=np.random.default_rng(0))
+    assert plots.image_grid(x, SHAPE, ax=a) is fig
+    assert plots.latent_space(m, x, labels, ax=b) is fig
+    p = plots.elbo_curves(HISTORY, tmp_path / "e.png", ax=c)
+    assert is_png(p)
+    assert len(a.images) == 1 and len(b.collections) == 4 and len(c.lines) == 2
+    assert len(fig.axes) == 3
+
+
+# ------------------------------------------------------------------ histories
+
+class AsDict:
+    def as_dict(self):
+        return HISTORY
+
+
+class WithData:
+    data = HISTORY
+
+
+def test_history_forms_agree(tmp_path):
+    rows = [dict(zip(HISTORY, vals)) for vals in zip(*HISTORY.values())]
+    csv_path = tmp_path / "history.csv"
+    with open(csv_path, "w") as f:
+        f.write(",".join(HISTORY) + "\n")
+        for r in rows:
+            f.write(",".join(str(v) for v in r.values()) + "\n")
+    ref = plots.history_columns(HISTORY)
+    assert "examples_prop" not in ref                        # non-numeric column dropped
+    for form in (rows, AsDict(), WithData(), csv_path, str(csv_path)):
+        cols = plots.history_columns(form)
+        assert sorted(cols) == sorted(ref)
+        for k in ref:
+            np.testing.assert_array_equal(cols[k], ref[k])
+
+
+def test_history_gaps_and_missing_columns(tmp_path):
+    h = {"epoch": [1, 2, 3], "train_elbo": [-5.0, -4.0, -3.5], "test_elbo": [None, -4.2, ""]}
+    assert np.isnan(plots.history_columns(h)["test_elbo"][[0, 2]]).all()
+    fig = plots.elbo_curves(h)
+    assert len(fig.axes) == 1                                 # no KL / rec: one panel
+    with pytest.raises(ValueError, match="train_elbo"):
+        plots.elbo_curves({"epoch": [1, 2], "loss": [3.0, 2.0]})
+    with pytest.raises(ValueError, match="history"):
+        plots.elbo_curves(42)
+
+
+# ------------------------------------------------------------------ a run's figures
+
+class Data:
+    def __init__(self, x, y):
+        self.x_test, self.y_test, self.image_shape = x, y, SHAPE
+
+
+def test_write_run_figures(tmp_path, model, x, labels):
+    msgs = []
+    out = plots.write_run_figures(tmp_path / "run", model, Data(x, labels), HISTORY,
+                                  np.random.default_rng(0), n_latent=20, log=msgs.append)
+    names = sorted(p.rsplit("/", 1)[1] for p in out)
+    expected = ["elbo.png", "latent.png", "reconstructions.png", "samples.png"]
+    if model.z_dim == 2:
+        expected.append("manifold.png")
+    assert names == sorted(expected)
+    assert all(is_png(p) for p in out)
+    assert msgs == []
+
+
+def test_write_run_figures_skips_what_the_model_cannot_do(tmp_path, x, labels):
+    msgs = []
+    out = plots.write_run_figures(tmp_path, Stub(), Data(x, labels), None,
+                                  np.random.default_rng(0), log=msgs.append)
+    assert sorted(p.rsplit("/", 1)[1] for p in out) == ["reconstructions.png", "samples.png"]
+    assert any("elbo.png" in m and "history" in m for m in msgs)
+    assert any("latent.png" in m and "encode()" in m and "Stub" in m for m in msgs)
+    with pytest.raises(plots.Unsupported, match="z_dim"):
+        plots.manifold(Stub(), SHAPE)
