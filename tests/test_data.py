@@ -271,3 +271,269 @@ def test_ppca_bad_arguments():
         data.PPCA(3, 2, 0.0, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="rng"):
         data.PPCA(3, 2, rng=0)
+
+
+# ---------------------------------------------------------------- IDX files
+
+def _fake_idx_dir(directory, n_train=12, n_test=7, gz=True, seed=0):
+    """Write the four IDX files of a tiny MNIST-like dataset; return the arrays."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, a in arrays.items():
+        data.write_idx(directory / (name + (".gz" if gz else "")), a)
+    return arrays
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_round_trip(tmp_path, gz):
+    a = np.random.default_rng(0).integers(0, 256, (5, 4, 3), dtype=np.uint8)
+    path = tmp_path / ("x.idx.gz" if gz else "x.idx")
+    data.write_idx(path, a)
+    assert (path.read_bytes()[:2] == b"\x1f\x8b") == gz
+    assert path.read_bytes()[:4] == b"\x1f\x8b\x08\x00" or int.from_bytes(
+        path.read_bytes()[:4], "big") == 0x0803
+    back = data.read_idx(path, magic=2051)
+    assert back.dtype == np.uint8 and np.array_equal(back, a)
+
+
+def test_idx_gzip_detected_by_content_not_name(tmp_path):
+    a = np.arange(6, dtype=np.uint8)
+    path = tmp_path / "labels"                     # gzip data, no .gz suffix
+    data.write_idx(path, a, compress=True)
+    assert np.array_equal(data.read_idx(path, magic=2049), a)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_load_idx_dataset_from_root(tmp_path, gz):
+    arrays = _fake_idx_dir(tmp_path / "m", gz=gz)
+    ds = data.load("mnist", root=tmp_path / "m")
+    assert ds.x_train.shape == (12, 784) and ds.x_test.shape == (7, 784)
+    assert ds.image_shape == (28, 28) and ds.source == str(tmp_path / "m")
+    assert np.array_equal(ds.x_train, arrays["train-images-idx3-ubyte"].reshape(12, -1) / 255.0)
+    assert np.array_equal(ds.y_test, arrays["t10k-labels-idx1-ubyte"])
+    assert ds.y_train.dtype == np.int64 and ds.x_train.max() <= 1.0
+    sub = data.load("mnist", root=tmp_path / "m", n_train=5, n_test=3, binarize="threshold")
+    assert sub.x_train.shape == (5, 784) and sub.y_train.shape == (5,)
+    assert set(np.unique(sub.x_train)) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match=r"n_train must lie in \[1, 12\]"):
+        data.load("mnist", root=tmp_path / "m", n_train=13)
+
+
+def _header(magic, dims):
+    return int(magic).to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in dims)
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"\x00\x00", "truncated IDX file"),
+    (_header(2051, (2, 3, 3))[:10], "truncated IDX header"),
+    (_header(2051, (2, 3, 3)) + bytes(17), r"truncated: header \(2, 3, 3\) needs 18"),
+    (_header(2051, (2, 3, 3)) + bytes(19), "trailing bytes"),
+    (_header(2049, (2,)) + bytes(2), "wrong magic number 2049, expected 2051"),
+    (b"PK\x03\x04" + bytes(40), "not an IDX file"),
+    (b"\x1f\x8b\x08\x00garbage", "corrupt or truncated gzip"),
+])
+def test_read_idx_bad_files(tmp_path, content, message):
+    path = tmp_path / "bad-idx"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as err:
+        data.read_idx(path, magic=2051)
+    assert "bad-idx" in str(err.value)          # names the file
+
+
+def test_truncated_gzip_file(tmp_path):
+    path = tmp_path / "t.gz"
+    data.write_idx(path, np.zeros((50, 28, 28), dtype=np.uint8))
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(ValueError, match="t.gz.*corrupt or truncated gzip"):
+        data.read_idx(path)
+
+
+def test_label_count_mismatch(tmp_path):
+    _fake_idx_dir(tmp_path, n_train=12)
+    data.write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(11, dtype=np.uint8))
+    with pytest.raises(ValueError, match="11 labels but .*12 images"):
+        data.load("mnist", root=tmp_path)
+
+
+def test_images_and_labels_swapped(tmp_path):
+    _fake_idx_dir(tmp_path)
+    images = tmp_path / "train-images-idx3-ubyte.gz"
+    labels = tmp_path / "train-labels-idx1-ubyte.gz"
+    tmp = tmp_path / "swap"
+    images.rename(tmp)
+    labels.rename(images)
+    tmp.rename(labels)
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz: wrong magic number 2049"):
+        data.load("mnist", root=tmp_path)
+
+
+def test_missing_dataset_says_where_and_how(tmp_path, monkeypatch):
+    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", (str(tmp_path / "debian"),))
+    with pytest.raises(FileNotFoundError) as err:
+        data.load("fashion-mnist", cache_dir=tmp_path / "cache")
+    msg = str(err.value)
+    for part in ("debian", "cache", "apt-get install -y dataset-fashion-mnist", "root=",
+                 "download=True"):
+        assert part in msg
+    with pytest.raises(FileNotFoundError, match="mnist.*not found in .*nowhere"):
+        data.load("mnist", root=tmp_path / "nowhere")
+
+
+def test_incomplete_directory_is_not_used(tmp_path):
+    _fake_idx_dir(tmp_path / "m")
+    (tmp_path / "m" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte"):
+        data.load("mnist", root=tmp_path / "m")
+
+
+def test_system_dir_then_cache(tmp_path, monkeypatch):
+    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", (str(tmp_path / "debian"),))
+    _fake_idx_dir(tmp_path / "cache" / "fashion-mnist", seed=1)
+    ds = data.load("fashion-mnist", cache_dir=tmp_path / "cache")
+    assert ds.source == str(tmp_path / "cache" / "fashion-mnist")
+    _fake_idx_dir(tmp_path / "debian", gz=False, seed=2)
+    ds = data.load("fashion-mnist", cache_dir=tmp_path / "cache")
+    assert ds.source == str(tmp_path / "debian")
+
+
+# ---------------------------------------------------------------- Frey faces
+
+def _fake_frey(path, n=40, seed=0):
+    from scipy.io import savemat
+    ff = np.random.default_rng(seed).integers(0, 256, (560, n), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    savemat(path, {"ff": ff})
+    return ff
+
+
+def test_frey_faces_from_root(tmp_path):
+    ff = _fake_frey(tmp_path / "frey_rawface.mat")
+    ds = data.load("frey-faces", root=tmp_path)
+    assert ds.image_shape == (28, 20)
+    assert ds.x_train.shape == (36, 560) and ds.x_test.shape == (4, 560)
+    assert np.array_equal(ds.x_train[0], ff[:, 0] / 255.0)     # a face is a column of ff
+    assert np.array_equal(ds.x_test[-1], ff[:, -1] / 255.0)    # the last 10% is the test set
+    assert ds.y_train is None
+
+
+@pytest.mark.parametrize("content,message", [
+    ({"faces": np.zeros((560, 3), np.uint8)}, "no variable 'ff'"),
+    ({"ff": np.zeros((100, 3), np.uint8)}, r"shape \(560, N\)"),
+    ({"ff": np.zeros((560, 3))}, "unsigned bytes"),
+])
+def test_frey_faces_bad_content(tmp_path, content, message):
+    from scipy.io import savemat
+    savemat(tmp_path / "frey_rawface.mat", content)
+    with pytest.raises(ValueError, match=message):
+        data.load("frey-faces", root=tmp_path)
+
+
+def test_frey_faces_corrupt_file(tmp_path):
+    (tmp_path / "frey_rawface.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(10))
+    with pytest.raises(ValueError, match="frey_rawface.mat: not a readable MATLAB file"):
+        data.load("frey-faces", root=tmp_path)
+
+
+def test_frey_faces_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="frey_rawface.mat.*download=True"):
+        data.load("frey-faces", cache_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- downloads (loopback only)
+
+@pytest.fixture
+def data_http_server(tmp_path):
+    """Serve tmp_path/"served" on 127.0.0.1 from a thread; yields (directory, base_url)."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield served, f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _sums(directory):
+    return {p.name: data.sha256(p) for p in directory.iterdir()}
+
+
+def test_download_success(tmp_path, data_http_server):
+    served, url = data_http_server
+    arrays = _fake_idx_dir(served)
+    cache = tmp_path / "cache"
+    ds = data.load("mnist", download=True, cache_dir=cache, base_url=url,
+                   checksums=_sums(served))
+    assert np.array_equal(ds.y_train, arrays["train-labels-idx1-ubyte"])
+    assert sorted(p.name for p in (cache / "mnist").iterdir()) == sorted(
+        p.name for p in served.iterdir())                     # no temporary files left
+    # the next load finds the cached files without downloading
+    for p in served.iterdir():
+        p.unlink()
+    again = data.load("mnist", cache_dir=cache)
+    assert np.array_equal(again.x_test, ds.x_test)
+
+
+def test_download_checksum_mismatch_leaves_nothing(tmp_path, data_http_server):
+    served, url = data_http_server
+    _fake_idx_dir(served)
+    sums = _sums(served)
+    sums["train-images-idx3-ubyte.gz"] = "0" * 64
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match="SHA-256 mismatch for .*train-images-idx3-ubyte.gz"):
+        data.load("mnist", download=True, cache_dir=cache, base_url=url, checksums=sums)
+    assert not (cache / "mnist" / "train-images-idx3-ubyte.gz").exists()
+    assert [p.name for p in (cache / "mnist").iterdir()] == []
+
+
+def test_download_uses_the_known_checksum_table(tmp_path, data_http_server):
+    """Without checksums= the published SHA-256 applies: fake files fail it."""
+    served, url = data_http_server
+    _fake_idx_dir(served)
+    with pytest.raises(ValueError, match="SHA-256 mismatch.*expected 440fcabf"):
+        data.load("mnist", download=True, cache_dir=tmp_path, base_url=url)
+    assert list((tmp_path / "mnist").iterdir()) == []
+
+
+def test_download_404(tmp_path, data_http_server):
+    _, url = data_http_server
+    with pytest.raises(FileNotFoundError, match="HTTP 404"):
+        data.load("mnist", download=True, cache_dir=tmp_path, base_url=url)
+    assert list((tmp_path / "mnist").iterdir()) == []
+
+
+def test_download_frey_unknown_checksum_warns(tmp_path, data_http_server):
+    served, url = data_http_server
+    _fake_frey(served / "frey_rawface.mat", n=20)
+    with pytest.warns(UserWarning, match="no known SHA-256 for frey_rawface.mat"):
+        ds = data.load("frey-faces", download=True, cache_dir=tmp_path / "c", base_url=url)
+    assert ds.x_train.shape == (18, 560)
+    assert (tmp_path / "c" / "frey-faces" / "frey_rawface.mat").is_file()
+
+
+def test_download_into_root(tmp_path, data_http_server):
+    served, url = data_http_server
+    _fake_idx_dir(served)
+    ds = data.load("mnist", root=tmp_path / "mine", download=True, base_url=url,
+                   checksums=_sums(served))
+    assert ds.source == str(tmp_path / "mine") and len(list((tmp_path / "mine").iterdir())) == 4
