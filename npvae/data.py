@@ -24,7 +24,6 @@ Bernoulli decoder: ``binarize=None | "threshold" | "dynamic"``, all through
 import functools
 import gzip
 import hashlib
-import io
 import os
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from npvae._checks import check_array, check_dtype, check_rng
 
 NAMES = ("glyphs", "fashion-mnist", "mnist", "frey-faces", "bars", "ppca")
 BINARIZATIONS = (None, "threshold", "dynamic")
-GLYPHS_VERSION = 1
+GLYPHS_VERSION = 1      # part of the cache key: bump it whenever make_glyphs changes
 
 
 # ---------------------------------------------------------------- the container
@@ -382,7 +381,8 @@ FREY_FILE = "frey_rawface.mat"
 SYSTEM_DIRS = {"fashion-mnist": ("/usr/share/datasets/fashion-mnist",)}
 
 BASE_URLS = {
-    "fashion-mnist": "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    "fashion-mnist": ("https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/"
+                      "master/data/fashion/"),
     "mnist": "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "frey-faces": "https://cs.nyu.edu/~roweis/data/",
 }
@@ -541,7 +541,8 @@ def _load_frey(root, cache, do_download, base_url, checksums):
         raise ValueError(f"{path}: not a readable MATLAB file ({err}); delete it and get "
                          f"frey_rawface.mat again") from None
     if "ff" not in mat:
-        raise ValueError(f"{path}: no variable 'ff' (found {sorted(k for k in mat if not k.startswith('__'))})")
+        found = sorted(k for k in mat if not k.startswith("__"))
+        raise ValueError(f"{path}: no variable 'ff' (found {found})")
     ff = np.asarray(mat["ff"])
     if ff.ndim != 2 or ff.shape[0] != 28 * 20:
         raise ValueError(f"{path}: 'ff' must have shape (560, N) (28x20 faces as columns), "
