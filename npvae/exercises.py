@@ -1,0 +1,531 @@
+"""Checkers for the notebook exercises, ``cmp``, and the student-version generator.
+
+A checker calls the student's function on a handful of random cases (fixed
+seed, shapes from one entry to several) and compares each answer with the
+library's own function, which is the reference; the notebooks never redefine
+library maths.  On success it prints ``"<name>: all N cases passed"``; on the
+first failure it raises ``AssertionError`` saying which case, which output,
+by how much, and at which entry, with a hint when the answer matches a known
+mistake (e.g. the variance used where the standard deviation belongs).  A
+function still raising ``NotImplementedError`` fails with "not implemented
+yet".
+
+The student version of a notebook (:func:`make_student_notebooks`, the
+``npvae exercises`` command) replaces what lies between ``### BEGIN
+SOLUTION`` and ``### END SOLUTION`` in a code cell by ``raise
+NotImplementedError("Exercise ...")``.  Put the markers inside a ``def`` to
+keep its signature and docstring; a marked region that starts with a
+``def`` keeps its header (and docstring) too.  In markdown cells,
+``<!-- BEGIN SOLUTION -->`` / ``<!-- END SOLUTION -->`` mark a written answer.
+"""
+import re
+from pathlib import Path
+
+import numpy as np
+
+from npvae import distributions as dist
+from npvae.gradcheck import rel_error
+
+TOL = 1e-7
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+MD_BEGIN, MD_END = "<!-- BEGIN SOLUTION -->", "<!-- END SOLUTION -->"
+
+
+# ---------------------------------------------------------------- the checking machinery
+
+def _fmt(v):
+    return np.array2string(np.asarray(v), precision=6, threshold=8, edgeitems=2)
+
+
+def _call(check, fn, args, case, n, desc):
+    """fn(*args), turning a stub or a crash into a readable AssertionError."""
+    if not callable(fn):
+        raise AssertionError(f"{check}: expected a function, got {type(fn).__name__}")
+    try:
+        return fn(*args)
+    except NotImplementedError as err:
+        raise AssertionError(
+            f"{check}: not implemented yet. Write your code between {BEGIN} and {END} "
+            f"in place of the `raise NotImplementedError` line ({err}).") from None
+    except Exception as err:
+        raise AssertionError(f"{check}: case {case}/{n} ({desc}) raised "
+                             f"{type(err).__name__}: {err}") from err
+
+
+def _unpack(check, got, names, case, n, desc):
+    """Split a returned tuple into the expected number of outputs."""
+    if len(names) == 1:
+        return [got]
+    if not isinstance(got, (tuple, list)) or len(got) != len(names):
+        what = f"a tuple of {len(got)}" if isinstance(got, (tuple, list)) else type(got).__name__
+        raise AssertionError(f"{check}: case {case}/{n} ({desc}): expected a tuple "
+                             f"({', '.join(names)}), got {what}")
+    return list(got)
+
+
+def _compare(check, name, got, want, case, n, desc, tol=TOL, hints=()):
+    """Raise AssertionError unless ``got`` matches ``want`` (shape and values)."""
+    try:
+        got = np.asarray(got, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise AssertionError(f"{check}: case {case}/{n} ({desc}): {name} is not a numeric "
+                             f"array ({err})") from None
+    want = np.asarray(want, dtype=np.float64)
+    where = f"{check}: case {case}/{n} failed ({desc}): {name}"
+    if got.shape != want.shape:
+        raise AssertionError(f"{where} has shape {got.shape}, expected {want.shape}")
+    if not np.all(np.isfinite(got)) and np.all(np.isfinite(want)):
+        bad = int(got.size - np.count_nonzero(np.isfinite(got)))
+        raise AssertionError(f"{where} has {bad} NaN or infinite value(s) where the answer "
+                             f"is finite (overflow? look for exp of a large number or log of 0)")
+    err = rel_error(got, want)
+    if err <= tol:
+        return
+    idx = np.unravel_index(np.argmax(np.abs(got - want)), got.shape)
+    msg = (f"{where} is wrong: relative error {err:.2e} (tolerance {tol:.0e}); "
+           f"largest difference {abs(got[idx] - want[idx]):.4g} at index {tuple(map(int, idx))}: "
+           f"got {got[idx]:.10g}, expected {want[idx]:.10g}.\n  got      {_fmt(got)}\n"
+           f"  expected {_fmt(want)}")
+    for wrong, hint in hints:
+        wrong = np.asarray(wrong, dtype=np.float64)
+        if wrong.shape == got.shape and rel_error(got, wrong) <= 1e-6:
+            msg += f"\n  Hint: {hint}"
+            break
+    raise AssertionError(msg)
+
+
+def _run(check, fn, cases, names, tol=TOL):
+    """Check ``fn`` on ``cases``: dicts with ``desc``, ``args``, ``want`` (a list,
+    one per output) and optionally ``hints`` (a list per output of
+    (wrong answer, hint) pairs)."""
+    n = len(cases)
+    for i, c in enumerate(cases, 1):
+        got = _call(check, fn, c["args"], i, n, c["desc"])
+        outs = _unpack(check, got, names, i, n, c["desc"])
+        hints = c.get("hints") or [()] * len(names)
+        for name, g, w, h in zip(names, outs, c["want"], hints):
+            _compare(check, name, g, w, i, n, c["desc"], tol, h)
+    print(f"{check}: all {n} cases passed")
+    return True
+
+
+def _shapes(rng, shapes):
+    """Random (mu, logvar) pairs, with values a wrong formula cannot match by chance."""
+    for shape in shapes:
+        yield rng.normal(0, 1.5, shape), rng.normal(0, 1, shape)
+
+
+def cmp(name, manual, reference, tol=TOL):
+    """Compare a hand-computed array with a reference, like the backprop-ninja notebook:
+    prints ``name | exact | close | max diff`` and raises AssertionError unless close.
+
+    ``manual`` must have the shape of ``reference`` (``d<name>`` has the shape of
+    ``<name>``).  Close means ``npvae.gradcheck.rel_error <= tol``.
+    """
+    manual = np.asarray(manual, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if manual.shape != reference.shape:
+        print(f"{name:<12s} | wrong shape {manual.shape}, expected {reference.shape}")
+        raise AssertionError(f"cmp {name}: shape {manual.shape}, expected {reference.shape}")
+    exact = bool(np.array_equal(manual, reference))
+    err = rel_error(manual, reference)
+    diff = float(np.max(np.abs(manual - reference))) if manual.size else 0.0
+    close = err <= tol
+    print(f"{name:<12s} | exact: {str(exact):5s} | close: {str(close):5s} | "
+          f"max diff: {diff:.2e} | rel error: {err:.2e}")
+    if not close:
+        raise AssertionError(f"cmp {name}: relative error {err:.2e} exceeds {tol:.0e} "
+                             f"(max |manual - reference| = {diff:.3g})")
+    return close
+
+
+# ---------------------------------------------------------------- notebook 01: KL, reparameterization
+
+def check_gaussian_kl(fn, seed=0):
+    """``fn(mu, logvar) -> (M,)``: KL(N(mu, diag(exp(logvar))) || N(0, I)) per row (2.6)."""
+    rng = np.random.default_rng(seed)
+    cases = [{"desc": "q equals the prior (mu = 0, logvar = 0): KL must be 0",
+              "args": (np.zeros((2, 3)), np.zeros((2, 3))), "want": [np.zeros(2)]}]
+    for mu, lv in _shapes(rng, [(1, 1), (4, 2), (5, 7)]):
+        ref = dist.gaussian_kl(mu, lv)
+        cases.append({
+            "desc": f"mu, logvar of shape {mu.shape}", "args": (mu, lv), "want": [ref],
+            "hints": [[(-ref, "the sign is flipped: KL(q || p) >= 0."),
+                       (-0.5 * np.sum(1 + lv - mu ** 2 - lv ** 2, axis=-1),
+                        "exp(logvar) is the variance; you squared logvar instead."),
+                       (-0.5 * np.sum(1 + 2 * lv - mu ** 2 - np.exp(lv), axis=-1),
+                        "log sigma^2 = logvar already: no factor 2.")]]})
+    return _run("check_gaussian_kl", fn, cases, ["kl"])
+
+
+def check_gaussian_kl_grad(fn, seed=0):
+    """``fn(mu, logvar) -> (dmu, dlogvar)``: the derivatives of the KL (2.7), (2.8)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for mu, lv in _shapes(rng, [(1, 1), (3, 2), (4, 5)]):
+        dmu, dlv = dist.gaussian_kl_grad(mu, lv)
+        cases.append({"desc": f"mu, logvar of shape {mu.shape}", "args": (mu, lv),
+                      "want": [dmu, dlv],
+                      "hints": [[(-dmu, "the sign of dmu is flipped.")],
+                                [(-dlv, "the sign of dlogvar is flipped."),
+                                 (np.expm1(lv), "d/dlogvar of -0.5 (logvar - exp(logvar)) "
+                                                "carries the factor 0.5.")]]})
+    return _run("check_gaussian_kl_grad", fn, cases, ["dmu", "dlogvar"])
+
+
+def check_reparameterize(fn, seed=0):
+    """``fn(mu, logvar, eps) -> z``: z = mu + exp(0.5 logvar) * eps (3.3).
+
+    mu, logvar (M, J), eps (L, M, J) -> z (L, M, J).  A returned tuple's first
+    element is taken as z (the library also returns std).
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    for L, (mu, lv) in zip((1, 3, 2), _shapes(rng, [(1, 1), (4, 2), (3, 5)])):
+        eps = rng.standard_normal((L,) + mu.shape)
+        z, _ = dist.reparameterize(mu, lv, eps)
+        cases.append({"desc": f"mu {mu.shape}, eps {eps.shape}", "args": (mu, lv, eps),
+                      "want": [z],
+                      "hints": [[(mu + np.exp(lv) * eps,
+                                  "exp(logvar) is the variance; the noise is scaled by the "
+                                  "standard deviation exp(0.5 logvar)."),
+                                 (mu + lv * eps, "logvar is a log-variance, not a scale: "
+                                                 "std = exp(0.5 logvar)."),
+                                 (mu + 0.5 * lv * eps, "std = exp(0.5 logvar).")]]})
+
+    def first(*args):
+        out = fn(*args)
+        return out[0] if isinstance(out, tuple) else out
+    return _run("check_reparameterize", first, cases, ["z"])
+
+
+def check_reparameterize_backward(fn, seed=0):
+    """``fn(dz, eps, std) -> (dmu, dlogvar)``: pathwise gradients through z = mu + std eps
+    (3.4), (3.5); dz, eps (L, M, J), std (M, J)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for L, (mu, lv) in zip((1, 3, 2), _shapes(rng, [(1, 1), (4, 2), (3, 5)])):
+        eps = rng.standard_normal((L,) + mu.shape)
+        std = dist.std_from_logvar(lv)
+        dz = rng.standard_normal(eps.shape)
+        dmu, dlv = dist.reparameterize_backward(dz, eps, std)
+        cases.append({"desc": f"dz, eps {eps.shape}", "args": (dz, eps, std), "want": [dmu, dlv],
+                      "hints": [[(dz.mean(axis=0), "z_l = mu + ... for every l: the L paths "
+                                                   "add up (sum, not mean).")],
+                                [(np.sum(dz * eps, axis=0), "that is d/dstd; chain on "
+                                                            "dstd/dlogvar = 0.5 std."),
+                                 (np.sum(dz * eps, axis=0) * std, "dstd/dlogvar = 0.5 std: "
+                                                                  "the factor 0.5 is missing.")]]})
+    return _run("check_reparameterize_backward", fn, cases, ["dmu", "dlogvar"])
+
+
+def check_mc_kl(fn, seed=0):
+    """``fn(mu, logvar, eps) -> (M,)``: the Monte Carlo KL estimate
+    (1/L) sum_l [log q(z_l | x) - log p(z_l)] with z_l = mu + std eps_l."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for L, (mu, lv) in zip((1, 4, 50), _shapes(rng, [(1, 1), (3, 2), (2, 4)])):
+        eps = rng.standard_normal((L,) + mu.shape)
+        z, _ = dist.reparameterize(mu, lv, eps)
+        ref = np.mean(dist.gaussian_log_prob(z, mu, lv) - dist.standard_normal_log_prob(z), axis=0)
+        cases.append({"desc": f"mu {mu.shape}, L = {L}", "args": (mu, lv, eps), "want": [ref],
+                      "hints": [[(-ref, "the sign is flipped: log q - log p, averaged under q."),
+                                 (dist.gaussian_kl(mu, lv), "that is the analytic KL; "
+                                  "estimate it from the samples z_l instead.")]]})
+    return _run("check_mc_kl", fn, cases, ["kl_estimate"])
+
+
+# ---------------------------------------------------------------- notebook 02: likelihood and layers
+
+def _bernoulli_cases(rng):
+    cases = []
+    for shape in [(1, 1), (3, 4), (2, 3, 5)]:
+        x = rng.random(shape)
+        x[..., 0] = 1.0
+        cases.append((f"x, logits of shape {shape}", x, rng.normal(0, 3, shape)))
+    x = np.array([[1.0, 0.0, 1.0, 0.0]])
+    cases.append(("large |logits| (a naive log(sigmoid) gives -inf or nan here)",
+                  x, np.array([[800.0, -800.0, -40.0, 40.0]])))
+    return cases
+
+
+def check_bernoulli_log_prob(fn, seed=0):
+    """``fn(x, logits) -> (...)``: log Bernoulli(x; sigmoid(logits)) summed over the last
+    axis (4.2), stable for large |logits|."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for desc, x, logits in _bernoulli_cases(rng):
+        ref = dist.bernoulli_log_prob(x, logits)
+        cases.append({"desc": desc, "args": (x, logits), "want": [ref],
+                      "hints": [[(-ref, "this is the log-probability (<= 0), not the loss."),
+                                 (np.sum(x * logits - logits, axis=-1), "log(1 + exp(a)) is "
+                                  "softplus(a), not a.")]]})
+    return _run("check_bernoulli_log_prob", fn, cases, ["log_prob"])
+
+
+def check_bernoulli_log_prob_grad(fn, seed=0):
+    """``fn(x, logits) -> d log p / d logits``, the shape of logits (4.3)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for desc, x, logits in _bernoulli_cases(rng):
+        ref = dist.bernoulli_log_prob_grad(x, logits)
+        cases.append({"desc": desc, "args": (x, logits), "want": [ref],
+                      "hints": [[(-ref, "the sign is flipped: d/dlogits log p = x - sigmoid(logits).")]]})
+    return _run("check_bernoulli_log_prob_grad", fn, cases, ["dlogits"])
+
+
+def _linear_cases(rng):
+    for N, i, o in [(1, 1, 1), (4, 3, 2), (6, 5, 7)]:
+        yield rng.standard_normal((N, i)), rng.standard_normal((i, o)), rng.standard_normal(o)
+
+
+def check_linear_forward(fn, seed=0):
+    """``fn(x, W, b) -> out``: out = x W + b, x (N, in), W (in, out), b (out,)."""
+    from npvae.nn import Linear
+    rng = np.random.default_rng(seed)
+    cases = []
+    for x, W, b in _linear_cases(rng):
+        layer = Linear(*W.shape, rng=rng)
+        layer.params["W"][...], layer.params["b"][...] = W, b
+        cases.append({"desc": f"x {x.shape}, W {W.shape}", "args": (x, W, b),
+                      "want": [layer.forward(x)]})
+    return _run("check_linear_forward", fn, cases, ["out"])
+
+
+def check_linear_backward(fn, seed=0):
+    """``fn(dout, x, W) -> (dx, dW, db)`` for out = x W + b  (5.1)-(5.3)."""
+    from npvae.nn import Linear
+    rng = np.random.default_rng(seed)
+    cases = []
+    for x, W, b in _linear_cases(rng):
+        layer = Linear(*W.shape, rng=rng)
+        layer.params["W"][...], layer.params["b"][...] = W, b
+        dout = rng.standard_normal((x.shape[0], W.shape[1]))
+        layer.forward(x)
+        dx = layer.backward(dout)
+        cases.append({"desc": f"x {x.shape}, W {W.shape}", "args": (dout, x, W),
+                      "want": [dx, layer.grads["W"].copy(), layer.grads["b"].copy()],
+                      "hints": [[], [], [(dout.mean(axis=0), "each example adds its own "
+                                          "dout to db: sum over the batch, not mean.")]]})
+    return _run("check_linear_backward", fn, cases, ["dx", "dW", "db"])
+
+
+def check_tanh_backward(fn, seed=0):
+    """``fn(dout, out) -> dx`` for out = tanh(x), from the cached output (5.4)."""
+    from npvae.nn import Tanh
+    rng = np.random.default_rng(seed)
+    cases = []
+    for shape in [(1, 1), (3, 4), (5, 2)]:
+        layer = Tanh()
+        out = layer.forward(rng.normal(0, 2, shape))
+        dout = rng.standard_normal(shape)
+        ref = layer.backward(dout)
+        cases.append({"desc": f"shape {shape}", "args": (dout, out), "want": [ref],
+                      "hints": [[(dout * (1 - np.tanh(out) ** 2), "`out` is tanh(x) "
+                                  "already: use 1 - out**2."),
+                                 (1 - out ** 2, "multiply by the upstream gradient dout.")]]})
+    return _run("check_tanh_backward", fn, cases, ["dx"])
+
+
+# ---------------------------------------------------------------- the student version
+
+class SolutionMarkerError(ValueError):
+    """A notebook's solution markers are unbalanced or misplaced."""
+
+
+def _indent(line):
+    return line[: len(line) - len(line.lstrip())]
+
+
+def _enclosing_def(lines, i, indent):
+    """The name of the function whose body holds line i (at ``indent``), if any."""
+    for j in range(i - 1, -1, -1):
+        m = re.match(r"(\s*)def\s+(\w+)", lines[j])
+        if m and len(m.group(1)) < len(indent):
+            return m.group(2)
+    return None
+
+
+def _def_header(region):
+    """Split a region starting with ``def``: (header lines incl. docstring, body indent)."""
+    k = 0
+    while not region[k].rstrip().endswith(":"):
+        k += 1
+        if k == len(region):
+            raise SolutionMarkerError("a solution region starts with a def whose header never ends")
+    keep = region[: k + 1]
+    rest = region[k + 1:]
+    body_indent = next((_indent(r) for r in rest if r.strip()), _indent(region[0]) + "    ")
+    if rest and rest[0].strip()[:3] in ('"""', "'''"):
+        quote = rest[0].strip()[:3]
+        j = 0
+        if rest[0].strip().count(quote) < 2 or rest[0].strip() == quote:
+            j = 1
+            while j < len(rest) and quote not in rest[j]:
+                j += 1
+        keep += rest[: j + 1]
+    return keep, body_indent
+
+
+def strip_solutions(source, counter=None, md=False):
+    """Replace every marked solution region of a cell's source by a stub.
+
+    Code: ``raise NotImplementedError("Exercise N: <function or cell>")`` at the
+    region's indentation (a region starting with ``def`` keeps the def header and
+    docstring).  Markdown: an "answer here" line.  ``counter`` is a one-element
+    list numbering the exercises across a notebook.  Raises
+    :class:`SolutionMarkerError` for unbalanced markers.
+    """
+    begin, end = (MD_BEGIN, MD_END) if md else (BEGIN, END)
+    counter = counter if counter is not None else [0]
+    lines = source.split("\n")
+    out, i = [], 0
+    while i < len(lines):
+        line = lines[i]
+        if line.strip() == end:
+            raise SolutionMarkerError(f"{end!r} without {begin!r}: {source[:60]!r}...")
+        if line.strip() != begin:
+            out.append(line)
+            i += 1
+            continue
+        indent = _indent(line)
+        j = i + 1
+        while j < len(lines) and lines[j].strip() != end:
+            if lines[j].strip() == begin:
+                raise SolutionMarkerError(f"nested {begin!r}: {source[:60]!r}...")
+            j += 1
+        if j == len(lines):
+            raise SolutionMarkerError(f"{begin!r} without {end!r}: {source[:60]!r}...")
+        region = lines[i + 1: j]
+        counter[0] += 1
+        if md:
+            out.append("*Write your answer here.*")
+        else:
+            first = next((r for r in region if r.strip()), "")
+            m = re.match(r"\s*def\s+(\w+)", first)
+            if m:
+                keep, body_indent = _def_header(region[region.index(first):])
+                out += keep
+                name = m.group(1)
+            else:
+                body_indent = indent
+                name = _enclosing_def(lines, i, indent) or "this cell"
+            out.append(f"{body_indent}# YOUR CODE HERE")
+            out.append(f'{body_indent}raise NotImplementedError("Exercise {counter[0]}: '
+                       f'{name} (see the instructions above)")')
+        i = j + 1
+    return "\n".join(out)
+
+
+def make_student_notebook(nb):
+    """A student copy of a notebook (an ``nbformat.NotebookNode``): solutions stubbed,
+    outputs and execution counts cleared.  Returns (new notebook, number of exercises)."""
+    import copy
+    nb = copy.deepcopy(nb)
+    counter = [0]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.source = strip_solutions(cell.source, counter)
+            cell.outputs = []
+            cell.execution_count = None
+            cell.metadata.pop("execution", None)
+        elif cell.cell_type == "markdown":
+            cell.source = strip_solutions(cell.source, counter, md=True)
+    return nb, counter[0]
+
+
+def find_notebooks(src=None):
+    """The solution notebooks: ``src`` (a directory), else the repository's
+    ``notebooks/`` next to the installed package (an editable install or a source
+    checkout).  Returns the sorted list of ``.ipynb`` paths (names starting with
+    ``_`` or ``.`` skipped); raises FileNotFoundError with what to do."""
+    if src is not None:
+        root = Path(src).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"--src {root}: no such directory")
+    else:
+        import npvae
+        root = Path(npvae.__file__).resolve().parents[1] / "notebooks"
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"the solution notebooks are not next to the installed package (looked in "
+                f"{root}); they live in the notebooks/ directory of the npvae source "
+                f"repository: pass it with --src DIR")
+    paths = sorted(p for p in root.glob("*.ipynb") if not p.name.startswith(("_", ".")))
+    if not paths:
+        raise FileNotFoundError(f"no .ipynb notebooks in {root}")
+    return paths
+
+
+def make_student_notebooks(out_dir, src_dir=None, overwrite=False):
+    """Write the student version of every solution notebook into ``out_dir``.
+
+    Returns a list of (path written, number of exercises).  Refuses to replace
+    an existing file unless ``overwrite`` (a student's work may be in it).
+    """
+    import nbformat
+    paths = find_notebooks(src_dir)
+    out_dir = Path(out_dir).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} exists and is not a directory")
+    if out_dir.resolve() == paths[0].parent.resolve():
+        raise ValueError(f"--out {out_dir} is the solutions' own directory; choose another")
+    targets = [out_dir / p.name for p in paths]
+    clash = [str(t) for t in targets if t.exists()]
+    if clash and not overwrite:
+        raise ValueError(f"{clash[0]} already exists (a student's work may be in it); "
+                         f"pass --force to overwrite")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path, target in zip(paths, targets):
+        nb = nbformat.read(path, as_version=4)
+        try:
+            student, n = make_student_notebook(nb)
+        except SolutionMarkerError as err:
+            raise ValueError(f"{path.name}: {err}") from None
+        nbformat.validate(student)
+        nbformat.write(student, target)
+        written.append((target, n))
+    return written
+
+
+# ---------------------------------------------------------------- notebook 02: the whole backward pass
+
+def vae_backward_reference(model, x, eps):
+    """Every gradient of the staged forward pass of notebook 02, from the library.
+
+    For a VAE with one hidden layer in each MLP, a Bernoulli decoder and the
+    analytic KL (estimator B), loss = -mean ELBO on x (M, D) with fixed noise
+    eps (L, M, J).  Returns a dict: ``"loss"``; every parameter gradient under
+    its library key (``"enc.W0"``, ..., from :func:`npvae.estimators.reparam`);
+    and the intermediate gradients ``dlogits`` (L*M, D), ``dh2``, ``da2``
+    (L*M, H), ``dz`` (L, M, J), ``dmu``, ``dlogvar`` (M, J), ``dh1``, ``da1``
+    (M, H), each computed by the library's own layers' backward methods.
+    """
+    from npvae import estimators
+    if len(model.hidden) != 1 or model.likelihood != "bernoulli":
+        raise ValueError("vae_backward_reference needs a VAE with hidden=(H,) and "
+                         f"likelihood='bernoulli', got {model!r}")
+    loss, grads = estimators.reparam(model, x, eps=eps)
+    x = model.check_x(x)
+    L, M, J = eps.shape
+    mu, logvar = model._encode(x)                          # refreshes the encoder's caches
+    z, std = dist.reparameterize(mu, logvar, eps)
+    logits = model._decode(z.reshape(L * M, J))            # and the decoder's
+    dlog_px = np.full((L, M), -1.0 / (L * M))
+    dlogits = (dlog_px[:, :, None] * dist.bernoulli_log_prob_grad(
+        x, logits.reshape(L, M, -1))).reshape(L * M, -1)
+    dec = model.dec_trunk.mlp
+    dh2 = model.dec_heads["logits"].backward(dlogits)
+    da2 = dec.activations[0].backward(dh2)
+    dz = dec.linears[0].backward(da2).reshape(L, M, J)
+    dmu, dlogvar = dist.reparameterize_backward(dz, eps, std)
+    dmu_kl, dlogvar_kl = dist.gaussian_kl_grad(mu, logvar)
+    dmu, dlogvar = dmu + dmu_kl / M, dlogvar + dlogvar_kl / M
+    dh1 = model.enc_mu.backward(dmu) + model.enc_logvar.backward(dlogvar)
+    da1 = model.enc_trunk.mlp.activations[0].backward(dh1)
+    model.zero_grads()                                     # the layers' buffers held partial sums
+    for k, g in grads.items():
+        model.grads[k][...] = g
+    return dict(grads, loss=loss, dlogits=dlogits, dh2=dh2, da2=da2, dz=dz, dmu=dmu,
+                dlogvar=dlogvar, dh1=dh1, da1=da1)
