@@ -504,7 +504,7 @@ def _locate(name, files, root, cache, do_download, base_url, checksums, find=_fi
     return out
 
 
-def _load_idx_dataset(name, root, cache, do_download, base_url, checksums):
+def _load_idx_dataset(name, root, cache, do_download, base_url, checksums, dtype=np.float64):
     paths = _locate(name, IDX_FILES, root, cache, do_download, base_url, checksums)
     arrays = []
     for split in (0, 2):
@@ -519,7 +519,10 @@ def _load_idx_dataset(name, root, cache, do_download, base_url, checksums):
         if len(labels) != len(images):
             raise ValueError(f"{lab_path} holds {len(labels)} labels but {img_path} holds "
                              f"{len(images)} images")
-        arrays += [images.reshape(len(images), -1) / 255.0, labels.astype(np.int64)]
+        # converted straight to dtype: 60000 x 784 float64 is already 376 MB
+        x = images.reshape(len(images), -1).astype(dtype)
+        x /= dtype.type(255)
+        arrays += [x, labels.astype(np.int64)]
     return Dataset(name, arrays[0], arrays[2], arrays[1], arrays[3],
                    image_shape=images.shape[1:], source=str(Path(paths[0]).parent))
 
@@ -717,9 +720,12 @@ def load(name="glyphs", *, root=None, download=False, cache_dir=None, seed=0, bi
     ----------
     name : str
     root : path, optional
-        Directory holding the files of a file-based dataset.
+        Directory holding the files of a file-based dataset; without it they
+        are looked for in the system directory (Debian's
+        ``/usr/share/datasets/fashion-mnist``) and then in ``<cache_dir>/<name>``.
     download : bool
-        Fetch missing files of a file-based dataset into the cache directory.
+        Fetch missing files of a file-based dataset (checked by SHA-256) into
+        ``root`` if given, else into ``<cache_dir>/<name>``.
     cache_dir : path, optional
         Default ``$NPVAE_CACHE`` or ``~/.cache/npvae``.
     seed : int
@@ -755,7 +761,8 @@ def load(name="glyphs", *, root=None, download=False, cache_dir=None, seed=0, bi
     else:
         fetch = dict(root=root, cache=cache_dir, do_download=download,
                      base_url=kw.get("base_url"), checksums=kw.get("checksums"))
-        ds = _load_frey(**fetch) if name == "frey-faces" else _load_idx_dataset(name, **fetch)
+        ds = (_load_frey(**fetch) if name == "frey-faces"
+              else _load_idx_dataset(name, **fetch, dtype=dtype))
         ds = _subset(ds, n_train, n_test)
     ds.x_train = ds.x_train.astype(dtype, copy=False)
     ds.x_test = ds.x_test.astype(dtype, copy=False)

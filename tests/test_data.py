@@ -334,6 +334,8 @@ def test_load_idx_dataset_from_root(tmp_path, gz):
     assert np.array_equal(ds.x_train, arrays["train-images-idx3-ubyte"].reshape(12, -1) / 255.0)
     assert np.array_equal(ds.y_test, arrays["t10k-labels-idx1-ubyte"])
     assert ds.y_train.dtype == np.int64 and ds.x_train.max() <= 1.0
+    single = data.load("mnist", root=tmp_path / "m", dtype=np.float32)
+    assert single.x_train.dtype == np.float32 and np.allclose(single.x_train, ds.x_train)
     sub = data.load("mnist", root=tmp_path / "m", n_train=5, n_test=3, binarize="threshold")
     assert sub.x_train.shape == (5, 784) and sub.y_train.shape == (5,)
     assert set(np.unique(sub.x_train)) <= {0.0, 1.0}
