@@ -335,6 +335,7 @@ def plot(table, path=None, groups=GROUPS):
     ``path`` if given (matplotlib Figure + Agg canvas, no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     groups = [g for g in groups if len(table.where(group=g))]
     fig = Figure(figsize=(10, 3.6 * max(1, len(groups))))
@@ -354,6 +355,9 @@ def plot(table, path=None, groups=GROUPS):
         for ax, what in ((ax_v, "total variance (trace)"), (ax_s, "median SNR |mean|/std")):
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.set_xticks(sorted(set(table.column("L"))))
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("L (samples per example)")
             ax.set_ylabel(what)
             ax.set_title(f"{titles.get(group, group)}: {what}", fontsize=10)

@@ -169,3 +169,25 @@ def test_parse_estimators():
     model, x, rng = tiny()
     with pytest.raises(ValueError, match="n_draws"):
         V.gradient_moments(model, x, "reparam", n_draws=1, rng=rng)
+
+
+def test_variance_command_writes_table_csv_and_plot(tmp_path, monkeypatch, capsys):
+    import argparse
+    from npvae.commands import variance as cmd
+    from npvae.data import Dataset
+    rng = np.random.default_rng(3)
+    small = Dataset("glyphs", rng.random((40, 16)), rng.random((20, 16)), None, None,
+                    image_shape=(4, 4))
+    monkeypatch.setattr(npvae.data, "load", lambda name, root=None: small)
+    parser = argparse.ArgumentParser()
+    cmd.add_arguments(parser)
+    out = tmp_path / "out"
+    args = parser.parse_args(["--hidden", "8", "--z-dim", "2", "--samples", "1,2",
+                              "--draws", "40", "--batch-size", "5",
+                              "--estimators", "reparam,reinforce,reinforce:loo", "--out", str(out)])
+    assert cmd.run(args) == 0
+    text = capsys.readouterr().out
+    assert "total_variance" in text and "reparam's at the same L" in text
+    assert (out / "variance.csv").stat().st_size > 0 and (out / "variance.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="--samples"):
+        cmd.run(parser.parse_args(["--samples", "0,1", "--out", str(out)]))
