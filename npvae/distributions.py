@@ -12,7 +12,7 @@ is made in exactly one place, :func:`std_from_logvar`.
 """
 import numpy as np
 
-LOG_2PI = np.log(2 * np.pi)
+LOG_2PI = float(np.log(2 * np.pi))   # a Python float: adding it keeps float32 arrays float32
 
 
 def std_from_logvar(logvar):

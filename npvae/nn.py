@@ -185,6 +185,8 @@ class MLP:
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least two positive sizes, got {sizes}")
+        for name in (activation, out_activation):
+            make_activation(name)                       # raise on a bad name before drawing
         self.sizes = sizes
         self.dtype = check_dtype(dtype)
         self.linears = []

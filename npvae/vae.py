@@ -248,6 +248,11 @@ class VAE:
         The input of :func:`npvae.evaluate.log_likelihood` (7.1).
         """
         x = self.check_x(x)
+        if eps is not None:
+            eps = check_array(eps, "eps", dtype=self.dtype)
+            if eps.ndim != 3 or eps.shape[1:] != (x.shape[0], self.z_dim):
+                raise ValueError(f"eps must have shape (K, {x.shape[0]}, {self.z_dim}), "
+                                 f"got {eps.shape}")
         mu, logvar = self._encode(x)
         if eps is None:
             eps = check_rng(rng).standard_normal((int(n_samples),) + mu.shape).astype(self.dtype)
