@@ -529,3 +529,48 @@ def vae_backward_reference(model, x, eps):
         model.grads[k][...] = g
     return dict(grads, loss=loss, dlogits=dlogits, dh2=dh2, da2=da2, dz=dz, dmu=dmu,
                 dlogvar=dlogvar, dh1=dh1, da1=da1)
+
+
+def check_posterior_kl(fn, seed=0):
+    """``fn(z, mu_q, logvar_q, mu_p, logvar_p) -> (M,)``: the Monte Carlo estimate of
+    KL(q || p) = E_q[log q(z) - log p(z)] for two diagonal Gaussians, from samples
+    z (L, M, J) of q: (1/L) sum_l [log q(z_l) - log p(z_l)]."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for L, (mq, lq) in zip((1, 3, 40), _shapes(rng, [(1, 1), (4, 2), (2, 3)])):
+        mp, lp = rng.normal(0, 1, mq.shape), rng.normal(0, 0.5, mq.shape)
+        z, _ = dist.reparameterize(mq, lq, rng.standard_normal((L,) + mq.shape))
+        log_q, log_p = dist.gaussian_log_prob(z, mq, lq), dist.gaussian_log_prob(z, mp, lp)
+        ref = np.mean(log_q - log_p, axis=0)
+        cases.append({"desc": f"z {z.shape}", "args": (z, mq, lq, mp, lp), "want": [ref],
+                      "hints": [[(-ref, "KL(q || p) averages log q - log p (q first)."),
+                                 (np.sum(log_q - log_p, axis=0), "average over the L samples, "
+                                                                 "do not sum.")]]})
+    return _run("check_posterior_kl", fn, cases, ["kl_estimate"])
+
+
+def check_elbo_identity(elbo, kl_to_posterior, log_px, tol=1e-9):
+    """Check ELBO + KL(q(z|x) || p(z|x)) = log p(x) example by example.
+
+    All three (M,) arrays; the ELBO and the KL estimated *from the same
+    samples z*, for which the identity holds exactly (to rounding), since
+    log p(x) = log p(x, z) - log p(z | x) for every z.  Prints the largest
+    deviation; raises AssertionError if it exceeds ``tol`` (absolute, nats).
+    """
+    elbo, kl, log_px = (np.asarray(a, dtype=np.float64) for a in (elbo, kl_to_posterior, log_px))
+    if not elbo.shape == kl.shape == log_px.shape:
+        raise AssertionError(f"check_elbo_identity: shapes differ: elbo {elbo.shape}, "
+                             f"kl {kl.shape}, log_px {log_px.shape}")
+    dev = np.abs(elbo + kl - log_px)
+    i = int(np.argmax(dev))
+    if not np.all(np.isfinite(dev)) or dev[i] > tol:
+        raise AssertionError(
+            f"check_elbo_identity: example {i}: ELBO {elbo[i]:.10g} + KL {kl[i]:.10g} = "
+            f"{elbo[i] + kl[i]:.10g}, but log p(x) = {log_px[i]:.10g} (off by {dev[i]:.3g} nats)")
+    if np.any(kl < -tol):
+        j = int(np.argmin(kl))
+        print(f"note: the KL estimate of example {j} is negative ({kl[j]:.3g}): a Monte Carlo "
+              f"estimate can be, the KL itself cannot")
+    print(f"check_elbo_identity: ELBO + KL = log p(x) for all {elbo.size} examples "
+          f"(largest deviation {dev[i]:.1e} nats)")
+    return True
