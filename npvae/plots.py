@@ -42,19 +42,31 @@ class Unsupported(ValueError):
 
 # ------------------------------------------------------------------ figure plumbing
 
+_FIGURE_CLASS = []
+
+
+def _figure_class():
+    """Figure with a ``_repr_png_``, so IPython shows it inline, pyplot or not.
+
+    Made once, on first use: importing matplotlib waits until a figure is drawn.
+    """
+    if not _FIGURE_CLASS:
+        from matplotlib.figure import Figure
+
+        class InlineFigure(Figure):
+            def _repr_png_(self):
+                buf = io.BytesIO()
+                self.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+                return buf.getvalue()
+
+        _FIGURE_CLASS.append(InlineFigure)
+    return _FIGURE_CLASS[0]
+
+
 def _new_figure(figsize):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
-    class _InlineFigure(Figure):
-        """A Figure that renders itself as PNG in IPython, pyplot or not."""
-
-        def _repr_png_(self):
-            buf = io.BytesIO()
-            self.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
-            return buf.getvalue()
-
-    fig = _InlineFigure(figsize=figsize)
+    fig = _figure_class()(figsize=figsize)
     FigureCanvasAgg(fig)
     return fig
 
@@ -290,12 +302,12 @@ def latent_space(model, x, labels=None, path=None, *, ax=None, title=None):
         y = labels if labels is not None else np.zeros(len(mu))
         pts = np.column_stack([mu[:, 0], y])
         _scatter_by_label(fig, ax, pts, labels)
-        ax.set_xlabel(r"$z_1$ (encoder mean)")
+        ax.set_xlabel("z₁ (encoder mean)")
         ax.set_ylabel("label")
     elif J == 2:
         _scatter_by_label(fig, ax, mu, labels)
-        ax.set_xlabel(r"$z_1$ (encoder mean)")
-        ax.set_ylabel(r"$z_2$ (encoder mean)")
+        ax.set_xlabel("z₁ (encoder mean)")
+        ax.set_ylabel("z₂ (encoder mean)")
         ax.set_aspect("equal", adjustable="datalim")
     else:
         pts, frac = principal_components(mu, 2)
@@ -342,10 +354,10 @@ def manifold(model, image_shape, path=None, n=20, *, lo=0.05, hi=0.95, ax=None, 
     ax.set_xticklabels([f"{values[i]:.2f}" for i in ticks])
     ax.set_yticks(ticks * h + (h - 1) / 2)
     ax.set_yticklabels([f"{values[::-1][i]:.2f}" for i in ticks])
-    ax.set_xlabel(r"$z_1$")
-    ax.set_ylabel(r"$z_2$")
+    ax.set_xlabel("z₁")
+    ax.set_ylabel("z₂")
     ax.set_title(title if title is not None else
-                 rf"decoded means on a {n}$\times${n} grid of Gaussian quantiles")
+                 f"decoded means on a {n}×{n} grid of Gaussian quantiles")
     return _finish(fig, path)
 
 
@@ -464,12 +476,12 @@ def elbo_curves(history, path=None, *, ax=None, title=None):
         which = "test" if term_keys[0].startswith("test") else "train"
         if kl_key:
             _plot_series(b, epoch[:len(cols[kl_key])], cols[kl_key], color="tab:red")
-            b.set_ylabel(r"KL$(q(z|x)\,\|\,p(z))$ (nats)", color="tab:red")
+            b.set_ylabel("KL(q(z|x) ‖ p(z)) (nats)", color="tab:red")
             b.tick_params(axis="y", colors="tab:red")
         if rec_key:
             c = b.twinx() if kl_key else b
             _plot_series(c, epoch[:len(cols[rec_key])], cols[rec_key], color="tab:green")
-            c.set_ylabel(r"$E_q[\log p(x|z)]$ (nats)", color="tab:green")
+            c.set_ylabel("E_q[log p(x|z)] (nats)", color="tab:green")
             c.tick_params(axis="y", colors="tab:green")
         b.set_xlabel("epoch")
         b.set_title(f"{which} ELBO = reconstruction - KL")

@@ -155,7 +155,7 @@ def test_latent_axes_name_the_projection(model, x, labels):
     fig = plots.latent_space(model, x, labels)
     label = fig.axes[0].get_xlabel()
     if model.z_dim == 2:
-        assert "z_1" in label
+        assert "z\u2081" in label
     else:
         assert "PC 1" in label and "J = 3" in label and "% of variance" in label
     legend = fig.axes[0].get_legend()
@@ -259,3 +259,53 @@ def test_write_run_figures_skips_what_the_model_cannot_do(tmp_path, x, labels):
     assert any("latent.png" in m and "encode()" in m and "Stub" in m for m in msgs)
     with pytest.raises(plots.Unsupported, match="z_dim"):
         plots.manifold(Stub(), SHAPE)
+
+
+# ------------------------------------------------------------------ the commands
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run directory as `npvae train` writes it: a bars model (D = 9, J = 2)."""
+    from npvae import checkpoint
+    m = VAE(9, 2, hidden=(6,), rng=np.random.default_rng(0), init_scale=0.5)
+    d = tmp_path / "run"
+    checkpoint.save(d / "checkpoint.npz", m, history=HISTORY, train_config={"data": "bars"})
+    return d
+
+
+def test_sample_command_writes_a_grid(tmp_path, run_dir, capsys):
+    from npvae import cli
+    out = tmp_path / "s.png"
+    assert cli.main(["sample", str(run_dir), "--n", "9", "--seed", "1", "--out", str(out)]) == 0
+    assert is_png(out) and "wrote" in capsys.readouterr().out
+    ckpt = str(run_dir / "checkpoint.npz")
+    assert cli.main(["sample", ckpt, "--n", "4", "--out", str(out), "--image-shape", "3x3"]) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--image-shape", "3by3"], "--image-shape must look like HxW"),
+    (["--image-shape", "1x8"], "holds 8 pixels"),
+    (["--n", "0"], "--n must be positive"),
+])
+def test_sample_command_errors_are_one_line(tmp_path, run_dir, capsys, argv, message):
+    from npvae import cli
+    assert cli.main(["sample", str(run_dir), "--out", str(tmp_path / "s.png")] + argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_plot_command_remakes_the_run_figures(run_dir, capsys):
+    from npvae import cli
+    assert cli.main(["plot", str(run_dir), "--n-latent", "200"]) == 0
+    for name in ("elbo", "samples", "reconstructions", "latent", "manifold"):
+        assert is_png(run_dir / f"{name}.png"), name
+    assert capsys.readouterr().out.count("wrote") == 5
+
+
+def test_plot_command_errors(tmp_path, run_dir, capsys):
+    from npvae import cli
+    assert cli.main(["plot", str(tmp_path / "missing")]) == 2
+    assert "no run directory" in capsys.readouterr().err
+    assert cli.main(["plot", str(run_dir), "--data", "ppca"]) == 2
+    assert "give the run's dataset with --data" in capsys.readouterr().err
