@@ -242,10 +242,10 @@ def stl(model, x, *, rng=None, eps=None, n_samples=1):
 
     The loss is estimator A's (:func:`reparam` with ``kl="mc"``); the gradient
     is its reparameterized gradient with the direct (score) term of
-    log q(z | x) in phi removed: only the path through z is kept (7.11).
+    log q(z | x) in phi removed: only the path through z is kept (7.10).
     The removed term has expectation zero (6.10), so the estimator stays
     unbiased, and when q is the exact posterior the encoder gradient is zero
-    for every eps (7.12).
+    for every eps (7.11).
     Derivation: ``derivations/07_importance_sampling.md``.
     """
     x = model.check_x(x)
@@ -254,7 +254,7 @@ def stl(model, x, *, rng=None, eps=None, n_samples=1):
     log_w, (z, mu, logvar, std) = _log_weights(model, x, eps)
     loss = -np.mean(log_w)                                         # (7.1), (3.6)
     dlogw = np.full((L, M), -1.0 / (L * M), dtype=model.dtype)
-    (dmu, dlogvar), _direct = _log_weight_backward(model, z, mu, logvar, eps, std, dlogw)  # (7.11)
+    (dmu, dlogvar), _direct = _log_weight_backward(model, z, mu, logvar, eps, std, dlogw)  # (7.10)
     model.encoder_backward(dmu, dlogvar)
     return float(loss), _collect(model)
 
@@ -263,9 +263,9 @@ def iwae(model, x, *, rng=None, eps=None, n_samples=1):
     """The importance-weighted bound of Burda, Grosse & Salakhutdinov (2015).
 
     With K = ``n_samples`` reparameterized samples per example,
-    L_K(x) = log (1/K) sum_k w_k,  w_k = p(x, z_k) / q(z_k | x)   (7.8)
+    L_K(x) = log (1/K) sum_k w_k,  w_k = p(x, z_k) / q(z_k | x)   (7.7)
     and loss = -mean_i L_K(x_i).  Its exact gradient for fixed eps weights each
-    sample's grad log w_k by the normalized weight w_k / sum_k' w_k'  (7.9):
+    sample's grad log w_k by the normalized weight w_k / sum_k' w_k'  (7.8):
     d loss / d log w_ik = -softmax_k(log w_i)_k / M.  With K = 1 this is
     estimator A (``reparam(kl="mc")``) exactly.
     Derivation: ``derivations/07_importance_sampling.md``.
@@ -277,10 +277,10 @@ def iwae(model, x, *, rng=None, eps=None, n_samples=1):
     top = np.max(log_w, axis=0)                                    # (M,), for a stable log-sum-exp
     shifted = np.exp(log_w - top)                                  # (K, M)
     total = shifted.sum(axis=0)                                    # (M,)
-    bound = np.log(total / K) + top                                # (M,)  (7.8)
+    bound = np.log(total / K) + top                                # (M,)  (7.7)
     loss = -np.mean(bound)
-    w_norm = shifted / total                                       # (K, M)  (7.9)
-    dlogw = (-w_norm / M).astype(model.dtype, copy=False)          # (7.9)
+    w_norm = shifted / total                                       # (K, M)  (7.8)
+    dlogw = (-w_norm / M).astype(model.dtype, copy=False)          # (7.8)
     (dmu, dlogvar), (dmu_q, dlogvar_q) = _log_weight_backward(model, z, mu, logvar, eps, std, dlogw)
     model.encoder_backward(dmu + dmu_q, dlogvar + dlogvar_q)
     return float(loss), _collect(model)

@@ -5,7 +5,7 @@ Gradient checks run in float64 with relative error < 1e-7.  The score-function
 and STL gradients are not gradients of the loss they return; each is checked
 against centred differences of the surrogate whose gradient it is (noise,
 learning signal and, for STL, q's parameters held fixed), which tests the
-score formulas (6.4)-(6.6) and the path-only gradient (7.11).
+score formulas (6.4)-(6.6) and the path-only gradient (7.10).
 """
 import numpy as np
 import pytest
@@ -54,7 +54,7 @@ def test_iwae_gradcheck(likelihood):
 
 
 def test_iwae_bound_increases_with_k_and_stays_below_log_likelihood():
-    # (7.3)/(7.10): E[L_K] rises with K towards log p(x); averaged over many draws
+    # (7.3), (7.7): E[L_K] rises with K and stays below log p(x); averaged over many draws
     model, x, rng = tiny("bernoulli", seed=2)
     means = [np.mean([E.iwae(model, x, rng=rng, n_samples=k)[0] for _ in range(300)])
              for k in (1, 5, 50)]
@@ -67,7 +67,7 @@ def test_iwae_bound_increases_with_k_and_stays_below_log_likelihood():
 
 def frozen_q_surrogate(model, x, eps):
     """mean_{l,i} [log q_{phi0}(z_phi) - log p(z_phi) - log p_theta(x | z_phi)] with q's
-    mean and log-variance frozen at the current parameters: its gradient is STL's (7.11)."""
+    mean and log-variance frozen at the current parameters: its gradient is STL's (7.10)."""
     mu0, logvar0 = (a.copy() for a in model.encode(x))
 
     def f():
@@ -112,7 +112,7 @@ def test_stl_is_estimator_a_minus_the_direct_score_term():
 def ppca_vae(seed=0, D=5, J=2, sigma2=0.3):
     """A linear-Gaussian model whose encoder is set to the exact posterior.
 
-    W = Q diag(s) with orthonormal Q, so W^T W = diag(s^2) and the posterior
+    W = Q diag(s) with orthonormal Q, so W^T W = diag(s^2) and the posterior (7.12)
     N((W^T W + sigma2 I)^-1 W^T (x - b), sigma2 (W^T W + sigma2 I)^-1) is diagonal.
     """
     rng = np.random.default_rng(seed)

@@ -65,7 +65,7 @@ def test_score_function_variance_grows_where_pathwise_does_not():
     pw = [lab1d.exact(cost, mu, 1.0)["pathwise", "mu"][1] for mu in (0.0, 1.0, 3.0, 10.0)]
     assert all(a < b for a, b in zip(sf, sf[1:])) and sf[-1] > 1e4
     assert pw == [4.0] * 4                                # 4 sigma^2, whatever mu
-    # as sigma -> 0 the score-function variance grows like (mu - c)^4 / sigma^2 (6.19)
+    # as sigma -> 0 the score-function variance grows like (mu - c)^4 / sigma^2 (06, Section 6.7)
     # while the pathwise one, 4 sigma^2, vanishes
     sigmas = (1.0, 0.1, 0.01)
     small = [lab1d.exact(cost, 2.0, s)["score", "mu"][1] for s in sigmas]

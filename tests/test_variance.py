@@ -30,7 +30,7 @@ CASES = [
     ("reinforce", 3, {"baseline": "leave-one-out", "kl": "mc"}),
     ("stl", 1, {}),
     ("stl", 3, {}),
-    ("iwae", 1, {}),   # for K > 1 IWAE estimates grad L_K, another quantity (7.9)
+    ("iwae", 1, {}),   # for K > 1 IWAE estimates grad L_K, another quantity (7.8)
 ]
 
 
