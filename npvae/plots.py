@@ -512,14 +512,15 @@ def write_run_figures(run_dir, model, data, history, rng, *, n_samples=100, n_re
     os.makedirs(run_dir, exist_ok=True)
     out = []
 
-    def attempt(name, make):
+    def attempt(name, make, skip=Unsupported):
         try:
             out.append(make(os.path.join(run_dir, name)))
-        except Unsupported as err:
+        except skip as err:
             log(f"skipped {name}: {err}")
 
     if history is not None:
-        attempt("elbo.png", lambda p: elbo_curves(history, p))
+        # a history without ELBO columns (another model's) is skipped, not fatal
+        attempt("elbo.png", lambda p: elbo_curves(history, p), skip=ValueError)
     else:
         log("skipped elbo.png: no training history")
 

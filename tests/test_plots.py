@@ -256,6 +256,10 @@ def test_write_run_figures_skips_what_the_model_cannot_do(tmp_path, x, labels):
                                   np.random.default_rng(0), log=msgs.append)
     assert sorted(p.rsplit("/", 1)[1] for p in out) == ["reconstructions.png", "samples.png"]
     assert any("elbo.png" in m and "history" in m for m in msgs)
+    msgs.clear()
+    plots.write_run_figures(tmp_path, Stub(), Data(x, labels), {"step": [1], "kl": [0.0]},
+                            np.random.default_rng(0), log=msgs.append)
+    assert any("elbo.png" in m and "train_elbo" in m for m in msgs)
     assert any("latent.png" in m and "encode()" in m and "Stub" in m for m in msgs)
     with pytest.raises(plots.Unsupported, match="z_dim"):
         plots.manifold(Stub(), SHAPE)
@@ -309,3 +313,22 @@ def test_plot_command_errors(tmp_path, run_dir, capsys):
     assert "no run directory" in capsys.readouterr().err
     assert cli.main(["plot", str(run_dir), "--data", "ppca"]) == 2
     assert "give the run's dataset with --data" in capsys.readouterr().err
+
+
+def test_plot_command_reloads_the_runs_data(run_dir, monkeypatch):
+    from npvae import checkpoint, cli, data
+    m, _ = checkpoint.load_model(run_dir)
+    cli_settings = {"data": "bars", "data_seed": 3, "n_test": 40, "n_train": 50, "root": None}
+    checkpoint.save(run_dir / "checkpoint.npz", m, history=HISTORY,
+                    train_config={"data": "bars", "cli": cli_settings})
+    calls = []
+    real_load = data.load
+
+    def load(name, **kw):
+        calls.append((name, kw))
+        return real_load(name, **kw)
+
+    monkeypatch.setattr(data, "load", load)
+    assert cli.main(["plot", str(run_dir), "--n-latent", "30"]) == 0
+    name, kw = calls[0]
+    assert name == "bars" and kw["seed"] == 3 and kw["n_test"] == 40 and kw["n_train"] == 50

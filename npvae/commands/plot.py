@@ -51,7 +51,14 @@ def run(args):
         name = "glyphs"
         print(f"{ckpt.path} does not record its dataset; using --data {name}")
     from npvae import data as data_mod
-    data = data_mod.load(name, root=args.data_dir, dtype=getattr(model, "dtype", np.float64))
+    # the run's own data options (root, seed, sizes) when it is the run's dataset
+    cli = (ckpt.train_config or {}).get("cli") or {}
+    same = isinstance(cli, dict) and cli.get("data") == name
+    data = data_mod.load(name, root=args.data_dir or (cli.get("root") if same else None),
+                         seed=cli.get("data_seed", 0) if same else 0,
+                         n_train=cli.get("n_train") if same else None,
+                         n_test=cli.get("n_test") if same else None,
+                         dtype=getattr(model, "dtype", np.float64))
     x_dim = getattr(model, "x_dim", None)
     if x_dim is not None and data.x_test.shape[1] != x_dim:
         raise ValueError(f"the model has D = {x_dim} but {name} has D = "
