@@ -129,7 +129,7 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
         optimizer="adagrad", lr=0.01, optimizer_options=None, weight_decay=0.0,
         batch_size=100, epochs=10, beta=1.0, warmup_epochs=0, binarize=None, rng=None,
         eval_every=1, eval_samples=1, eval_examples=None, checkpoint_path=None,
-        checkpoint_every=1, resume=None, log=print, callback=None):
+        checkpoint_every=1, resume=None, log=print, callback=None, run_info=None):
     """Train ``model`` by minibatch AEVB (the paper's Algorithm 1); return a :class:`History`.
 
     Parameters
@@ -166,6 +166,8 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
         ones (``epochs`` may grow).  ``checkpoint_path`` defaults to it.
     log : a function taking one line of text (default ``print``); None is silent.
     callback : called as ``callback(epoch, history)`` after each epoch.
+    run_info : a JSON-able dict stored in the checkpoint's ``train_config``
+        besides the settings (e.g. the dataset's name); not compared on resume.
 
     Raises
     ------
@@ -183,6 +185,14 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
                                warmup_epochs, binarize, eval_every, eval_samples,
                                eval_examples, checkpoint_every)
     est_fn, est_options, state_options, takes_beta = settings.pop("_estimator")
+    clash = set(run_info or {}) & (set(settings) | {"epochs"})
+    if clash:
+        raise ValueError(f"run_info must not redefine training settings {sorted(clash)}")
+    train_config = dict(run_info or {}, **settings, epochs=epochs)
+    try:
+        json.dumps(train_config)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"run_info must be JSON-serializable: {err}") from None
     x_train = model.check_x(x_train, "x_train")
     if x_test is not None:
         x_test = model.check_x(x_test, "x_test")
@@ -210,16 +220,11 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
     if binarize == "threshold":
         x_train = binarize_fn(x_train, "threshold")
     if x_test is not None:
-        if eval_examples is not None:
-            x_test = x_test[:eval_examples]
-        if binarize is not None:
-            # the test set is binarized once, with a fixed draw for "dynamic"
-            x_test = binarize_fn(x_test, binarize, np.random.default_rng([eval_seed, 0]))
+        x_test = test_set(x_test[:eval_examples], binarize, eval_seed)
 
     N, M, L = x_train.shape[0], batch_size, n_samples
     steps_per_epoch = -(-N // M)
     warmup_steps = warmup_epochs * steps_per_epoch
-    train_config = dict(settings, epochs=epochs)
 
     def take_snapshot():
         return ckpt_io.snapshot(model, optimizer=opt, rng=rng,
@@ -305,6 +310,15 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
                                   history=History(history).truncate(boundary_epoch),
                                   epoch=boundary_epoch) from None
     return history
+
+
+def test_set(x_test, binarize, eval_seed):
+    """The test set as :func:`fit` evaluates it: binarized once, "dynamic" with a
+    fixed draw from ``eval_seed`` (saved in the checkpoint's counters)."""
+    if binarize is None:
+        return x_test
+    from npvae.data import binarize as binarize_fn
+    return binarize_fn(x_test, binarize, np.random.default_rng([eval_seed, 0]))
 
 
 def evaluate_terms(model, x, rng, *, n_samples=1, batch_size=1000):
