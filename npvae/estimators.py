@@ -254,7 +254,7 @@ def stl(model, x, *, rng=None, eps=None, n_samples=1):
     log_w, (z, mu, logvar, std) = _log_weights(model, x, eps)
     loss = -np.mean(log_w)                                         # (7.1), (3.6)
     dlogw = np.full((L, M), -1.0 / (L * M), dtype=model.dtype)
-    (dmu, dlogvar), _direct = _log_weight_backward(model, z, mu, logvar, eps, std, dlogw)  # (7.10)
+    (dmu, dlogvar), _ = _log_weight_backward(model, z, mu, logvar, eps, std, dlogw)  # (7.10)
     model.encoder_backward(dmu, dlogvar)
     return float(loss), _collect(model)
 
