@@ -122,7 +122,8 @@ def read(path):
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError,
+            MemoryError) as err:   # MemoryError: a corrupt header claiming a huge array
         raise ValueError(f"checkpoint {path} is corrupt or truncated (not a readable .npz): "
                          f"{err}") from None
     if not isinstance(arrays, dict) or "format" not in arrays:

@@ -53,7 +53,7 @@ class Optimizer:
         self.t = 0
         self.state = {s: {k: np.zeros_like(p) for k, p in params.items()} for s in self.slots}
         self._tmp = {k: np.empty_like(p) for k, p in params.items()}
-        self._decayed = {k: np.empty_like(p) for k, p in params.items()}
+        self._decayed = None      # buffers for grad + weight_decay * param, made when needed
 
     def step(self, grads):
         """Update every parameter in place from ``grads`` (same keys and shapes)."""
@@ -62,6 +62,8 @@ class Optimizer:
             extra = sorted(grads.keys() - self.params.keys())
             raise ValueError(f"grads must have the keys of params; missing {missing}, "
                              f"unexpected {extra}")
+        if self.weight_decay and self._decayed is None:
+            self._decayed = {k: np.empty_like(p) for k, p in self.params.items()}
         self.t += 1
         for k, p in self.params.items():
             g = grads[k]
@@ -148,7 +150,8 @@ class SGD(Optimizer):
         super().__init__(params, lr, weight_decay=weight_decay)
 
     def load_state_dict(self, d):
-        if isinstance(d, dict) and "momentum" in d and bool(float(d["momentum"])) != bool(self.momentum):
+        saved = d.get("momentum") if isinstance(d, dict) else None
+        if saved is not None and bool(float(saved)) != bool(self.momentum):
             raise ValueError("optimizer state was saved with momentum "
                              f"{float(d['momentum']):g}, this SGD has {self.momentum:g}; "
                              "one has a velocity slot and the other not")

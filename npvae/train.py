@@ -35,8 +35,10 @@ from npvae import optim
 from npvae._checks import check_rng
 
 BINARIZATIONS = (None, "threshold", "dynamic")
+# settings a resumed run must share with its checkpoint (else it is another run)
 _MUST_MATCH = ("estimator", "estimator_options", "n_samples", "optimizer", "lr",
-               "optimizer_options", "weight_decay", "batch_size", "beta", "warmup_epochs", "binarize")
+               "optimizer_options", "weight_decay", "batch_size", "beta", "warmup_epochs",
+               "binarize")
 
 
 class History(dict):
@@ -220,7 +222,7 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
     if binarize == "threshold":
         x_train = binarize_fn(x_train, "threshold")
     if x_test is not None:
-        x_test = test_set(x_test[:eval_examples], binarize, eval_seed)
+        x_test = prepare_test_set(x_test[:eval_examples], binarize, eval_seed)
 
     N, M, L = x_train.shape[0], batch_size, n_samples
     steps_per_epoch = -(-N // M)
@@ -312,7 +314,7 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
     return history
 
 
-def test_set(x_test, binarize, eval_seed):
+def prepare_test_set(x_test, binarize, eval_seed):
     """The test set as :func:`fit` evaluates it: binarized once, "dynamic" with a
     fixed draw from ``eval_seed`` (saved in the checkpoint's counters)."""
     if binarize is None:

@@ -2,6 +2,8 @@
 state save / restore, weight decay as the gradient of the N(0, I) prior."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from npvae import optim
 
@@ -191,3 +193,38 @@ def test_bad_inputs():
         opt.step({"v": np.zeros(2)})
     with pytest.raises(ValueError, match="shape"):
         opt.step({"w": np.zeros(3)})
+
+
+def reference_step(name, p, g, state, t, lr, wd):
+    """One update in plain (allocating) NumPy, straight from (9.2)-(9.9)."""
+    g = g + wd * p                                                      # (9.2)
+    if name == "sgd":
+        state["velocity"] = 0.9 * state["velocity"] + g                 # (9.4)
+        return p - lr * state["velocity"]
+    if name == "adagrad":
+        state["sum_sq"] = state["sum_sq"] + g ** 2                      # (9.5)
+        return p - lr * g / (np.sqrt(state["sum_sq"]) + 1e-8)           # (9.6)
+    state["m"] = 0.9 * state["m"] + 0.1 * g                             # (9.7)
+    state["v"] = 0.999 * state["v"] + 0.001 * g ** 2
+    m_hat, v_hat = state["m"] / (1 - 0.9 ** t), state["v"] / (1 - 0.999 ** t)   # (9.8)
+    return p - lr * m_hat / (np.sqrt(v_hat) + 1e-8)                     # (9.9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(name=st.sampled_from(["sgd", "adagrad", "adam"]),
+       shape=st.tuples(st.integers(1, 4), st.integers(1, 3)),
+       seed=st.integers(0, 2 ** 16), wd=st.sampled_from([0.0, 0.01]),
+       scale=st.floats(1e-3, 1e3))
+def test_in_place_updates_equal_the_plain_formulas(name, shape, seed, wd, scale):
+    rng = np.random.default_rng(seed)
+    p0 = rng.standard_normal(shape)
+    grads = [scale * rng.standard_normal(shape) for _ in range(3)]
+    kw = {"momentum": 0.9} if name == "sgd" else {}
+    params = {"w": p0.copy()}
+    opt = optim.get(name, params, lr=0.01, weight_decay=wd, **kw)
+    state = {s: np.zeros(shape) for s in ("velocity", "sum_sq", "m", "v")}
+    p = p0.copy()
+    for t, g in enumerate(grads, start=1):
+        opt.step({"w": g.copy()})
+        p = reference_step(name, p, g, state, t, 0.01, wd)
+        np.testing.assert_allclose(params["w"], p, rtol=1e-12, atol=1e-12)

@@ -98,7 +98,7 @@ def run(args):
                      n_test=cli.get("n_test") if same else None,
                      n_train=cli.get("n_train") if same else None,
                      dtype=model.dtype.name)
-    x_test = train.test_set(model.check_x(data.x_test, "test data"), binarize,
+    x_test = train.prepare_test_set(model.check_x(data.x_test, "test data"), binarize,
                             ck.counters.get("eval_seed", 0))
     print(f"{ck.model_class} from {ck.path} (epoch {ck.counters.get('epoch')}), "
           f"data {data.name}")

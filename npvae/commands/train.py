@@ -262,7 +262,7 @@ def run(args):
     history.to_csv(csv_path)
 
     eval_seed = ckpt_io.read(ckpt_path).counters["eval_seed"]
-    x_test = train_mod.test_set(model.check_x(data.x_test, "x_test"), binarize, eval_seed)
+    x_test = train_mod.prepare_test_set(model.check_x(data.x_test, "x_test"), binarize, eval_seed)
     summary = report(model, x_test, n_samples=args.eval_samples,
                      n_examples=args.eval_examples or None, seed=args.seed)
     summary.update(run_dir=run_dir, epochs=len(history),
