@@ -815,3 +815,260 @@ def test_5_10_and_5_11_decoder_and_encoder_output_gradients(likelihood):
     np.testing.assert_allclose(grads["enc.mu.W"], x.T @ dmu, rtol=1e-11)
     np.testing.assert_allclose(grads["enc.logvar.W"], x.T @ dlogvar, rtol=1e-11)
     np.testing.assert_allclose(grads["enc.mu.b"], dmu.sum(0), rtol=1e-11)
+
+
+# ============================================================ 06-09: the other files' numbers
+#
+# Written by other helpers; checked here against quadrature / linear algebra /
+# hand-computed updates, independently of their own tests.
+
+def _E_eps(g):
+    """E[g(eps)], eps ~ N(0, 1), by adaptive quadrature."""
+    return integrate.quad(lambda e: np.exp(-e * e / 2) / np.sqrt(2 * np.pi) * g(e), -40, 40,
+                          limit=400, epsabs=1e-12, epsrel=1e-12)[0]
+
+
+def _four_variances(f, fp, mu, s):
+    """Var of the single-sample estimators of (6.12): SF mu, SF sigma, PW mu, PW sigma."""
+    gs = [lambda e: f(mu + s * e) * e / s, lambda e: f(mu + s * e) * (e * e - 1) / s,
+          lambda e: fp(mu + s * e), lambda e: fp(mu + s * e) * e]
+    out = []
+    for g in gs:
+        m = _E_eps(g)
+        out.append(_E_eps(lambda e: g(e) ** 2) - m * m)
+    return np.array(out)
+
+
+def test_6_2_score_function_identity_and_6_7_zero_mean_score():
+    mu, logvar = 0.4, -0.6
+    s = np.exp(0.5 * logvar)
+    F = lambda m, lv: _E_eps(lambda e: np.sin(m + np.exp(0.5 * lv) * e))
+    h = 1e-5
+    dF_mu = (F(mu + h, logvar) - F(mu - h, logvar)) / (2 * h)
+    dF_lv = (F(mu, logvar + h) - F(mu, logvar - h)) / (2 * h)
+    sf_mu = _E_eps(lambda e: np.sin(mu + s * e) * e / s)                     # (6.2), (6.4)
+    sf_lv = _E_eps(lambda e: np.sin(mu + s * e) * 0.5 * (e * e - 1))         # (6.2), (6.5)
+    assert sf_mu == pytest.approx(dF_mu, abs=1e-8)
+    assert sf_lv == pytest.approx(dF_lv, abs=1e-8)
+    assert _E_eps(lambda e: e / s) == pytest.approx(0.0, abs=1e-12)          # (6.7)
+    assert _E_eps(lambda e: 0.5 * (e * e - 1)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_6_4_and_6_5_gaussian_score():
+    rng = np.random.default_rng(80)
+    mu, logvar = rng.standard_normal((2, 2, 3))
+    eps = rng.standard_normal((4, 2, 3))
+    z, std = dist.reparameterize(mu, logvar, eps)
+    d_mu, d_lv = estimators.gaussian_score(eps, std)
+    f = lambda: dist.gaussian_log_prob(z, mu, logvar).sum()     # z held fixed: the score
+    _, dmu, dlv = dist.gaussian_log_prob_grad(z, mu, logvar)
+    np.testing.assert_allclose(d_mu, dmu, rtol=1e-12)
+    np.testing.assert_allclose(d_lv, dlv, rtol=1e-10, atol=1e-14)
+    assert gradcheck.rel_error(d_mu.sum(0), gradcheck.numerical_gradient(f, mu)) < GRAD_TOL
+    assert gradcheck.rel_error(d_lv.sum(0), gradcheck.numerical_gradient(f, logvar)) < GRAD_TOL
+
+
+def test_6_11_leave_one_out_baseline():
+    f = np.random.default_rng(81).standard_normal((5, 3))
+    L = len(f)
+    b = (f.sum(0) - f) / (L - 1)
+    np.testing.assert_allclose(f - b, L / (L - 1) * (f - f.mean(0)), rtol=1e-12, atol=1e-14)
+
+
+def test_6_13_to_6_15_gaussian_moment_tools():
+    np.testing.assert_allclose([_E_eps(lambda e, n=n: e ** n) for n in (2, 4, 6, 8)],
+                               [1, 3, 15, 105], rtol=1e-10)
+    assert _E_eps(lambda e: (e * e - 1) ** 2) == pytest.approx(2.0, rel=1e-10)
+    b = 0.7
+    assert _E_eps(lambda e: np.exp(b * e)) == pytest.approx(np.exp(b * b / 2), rel=1e-10)
+    assert _E_eps(lambda e: e * e * np.exp(b * e)) == pytest.approx((1 + b * b) * np.exp(b * b / 2),
+                                                                    rel=1e-10)
+    mu, s, v = 0.3, 0.8, 1.7
+    t = v * s
+    for k, poly in ((0, 1.0), (2, 1 - t * t), (4, t ** 4 - 6 * t * t + 3)):
+        want = np.cos(v * mu) * poly * np.exp(-t * t / 2)
+        assert _E_eps(lambda e: e ** k * np.cos(v * (mu + s * e))) == pytest.approx(want, abs=1e-10)
+
+
+def test_6_16_quadratic_cost_variances_and_quoted_values():
+    mu, s, c = 1.0, 1.0, -3.0
+    d = mu - c
+    formula = np.array([(d ** 4 + 18 * d * d * s * s + 15 * s ** 4) / s ** 2 - 4 * d * d,
+                        (2 * d ** 4 + 60 * d * d * s * s + 78 * s ** 4) / s ** 2 - 4 * s * s,
+                        4 * s * s, 4 * d * d + 8 * s * s])
+    quad = _four_variances(lambda z: (z - c) ** 2, lambda z: 2 * (z - c), mu, s)
+    np.testing.assert_allclose(quad, formula, rtol=1e-9)
+    np.testing.assert_allclose(formula, [495, 1546, 4, 72])                  # the quoted numbers
+    mu, s, c = -0.4, 0.7, 0.5                                                # and elsewhere
+    d = mu - c
+    formula = np.array([(d ** 4 + 18 * d * d * s * s + 15 * s ** 4) / s ** 2 - 4 * d * d,
+                        (2 * d ** 4 + 60 * d * d * s * s + 78 * s ** 4) / s ** 2 - 4 * s * s,
+                        4 * s * s, 4 * d * d + 8 * s * s])
+    np.testing.assert_allclose(_four_variances(lambda z: (z - c) ** 2, lambda z: 2 * (z - c), mu, s),
+                               formula, rtol=1e-9)
+
+
+def test_6_17_exponential_cost_second_moments():
+    a, mu, s = 0.6, 0.4, 0.9
+    F = np.exp(a * mu + a * a * s * s / 2)
+    E2 = np.exp(2 * a * mu + 2 * a * a * s * s)
+    b2 = 4 * a * a * s * s
+    formula = np.array([E2 * (1 + b2) / s ** 2 - (a * F) ** 2,
+                        E2 * (b2 ** 2 + 4 * b2 + 2) / s ** 2 - (a * a * s * F) ** 2,
+                        a * a * E2 - (a * F) ** 2,
+                        a * a * E2 * (1 + b2) - (a * a * s * F) ** 2])
+    quad = _four_variances(lambda z: np.exp(a * z), lambda z: a * np.exp(a * z), mu, s)
+    np.testing.assert_allclose(quad, formula, rtol=1e-9)
+
+
+def test_6_18_cosine_cost_second_moments_and_quoted_values():
+    w, mu, s = 2.0, 1.0, 1.0
+    t = 2 * w * s
+    C = {0: 1.0, 2: 1 - t * t, 4: t ** 4 - 6 * t * t + 3}
+    C = {k: np.cos(2 * w * mu) * v * np.exp(-t * t / 2) for k, v in C.items()}
+    F = np.cos(w * mu) * np.exp(-w * w * s * s / 2)
+    dmu, ds = -w * np.sin(w * mu) * np.exp(-w * w * s * s / 2), -w * w * s * F
+    formula = np.array([(1 + C[2]) / (2 * s * s) - dmu ** 2,
+                        (2 + C[4] - 2 * C[2] + C[0]) / (2 * s * s) - ds ** 2,
+                        w * w / 2 * (1 - C[0]) - dmu ** 2,
+                        w * w / 2 * (1 - C[2]) - ds ** 2])
+    quad = _four_variances(lambda z: np.cos(w * z), lambda z: -w * np.sin(w * z), mu, s)
+    np.testing.assert_allclose(quad, formula, rtol=1e-9)
+    assert round(formula[0], 2) == 0.44 and round(formula[2], 2) == 1.94     # the quoted numbers
+
+
+def test_7_2_stable_log_mean_exp():
+    from npvae.evaluate import logmeanexp
+    a = np.array([[-1e4, 5.0], [-1e4 + np.log(3), 5.0], [-1e4, 5.0]])
+    np.testing.assert_allclose(logmeanexp(a, axis=0),
+                               special.logsumexp(a, axis=0) - np.log(3), rtol=1e-14)
+    assert np.all(np.isfinite(logmeanexp(a, axis=0)))
+
+
+def test_7_3_7_4_7_7_bound_tightens_with_k_and_stays_below_log_px():
+    """E[log p_hat_K] (mean over R repeats, SE stated) rises with K and stays below log p(x)."""
+    lg = LinearGaussian(seed=82)
+    x = data_for(lg, 1, 83)
+    log_px = lg.log_px(x[0])
+    rng = np.random.default_rng(84)
+    R = 4000
+    means, ses = [], []
+    for K in (1, 4, 32):
+        logw = lg.model.log_importance_weights(np.repeat(x, R, axis=0), K, rng=rng)   # (K, R)
+        est = special.logsumexp(logw, axis=0) - np.log(K)
+        means.append(est.mean())
+        ses.append(est.std(ddof=1) / np.sqrt(R))
+    assert means[0] == pytest.approx(lg.elbo(x)[0], abs=4 * ses[0])                 # K = 1: ELBO
+    for i in range(2):
+        assert means[i + 1] - means[i] > 4 * np.hypot(ses[i], ses[i + 1])           # (7.3)
+    assert means[-1] < log_px + 4 * ses[-1]                                         # (7.4)
+
+
+def test_7_5_subset_average_is_unbiased():
+    w = np.random.default_rng(85).random(6)
+    m = 2
+    avg = np.mean([w[list(I)].mean() for I in itertools.combinations(range(6), m)])
+    assert avg == pytest.approx(w.mean(), rel=1e-13)
+
+
+def test_7_8_iwae_gradient_and_k1_is_estimator_a():
+    model = VAE(3, 2, hidden=(3,), rng=np.random.default_rng(86))
+    rng = np.random.default_rng(87)
+    for p in model.params.values():
+        p[...] = 0.5 * rng.standard_normal(p.shape)
+    x = rng.random((2, 3))
+    eps = rng.standard_normal((3, 2, 2))
+    report = gradcheck.check(lambda: estimators.iwae(model, x, eps=eps), model.params)
+    assert report.max_error < GRAD_TOL, str(report)
+    la, ga = estimators.reparam(model, x, eps=eps[:1], kl="mc")
+    li, gi = estimators.iwae(model, x, eps=eps[:1])
+    assert li == pytest.approx(la, rel=1e-12)
+    for k in ga:
+        np.testing.assert_allclose(gi[k], ga[k], rtol=1e-10, atol=1e-14)
+
+
+def test_7_11_log_weight_constant_at_the_exact_posterior():
+    lg = LinearGaussian(seed=88)
+    lg.set_encoder_to_posterior()
+    x = data_for(lg, 3, 89)
+    logw = lg.model.log_importance_weights(x, 50, rng=np.random.default_rng(90))
+    np.testing.assert_allclose(logw, np.broadcast_to([lg.log_px(xi) for xi in x], logw.shape),
+                               atol=1e-10)
+
+
+def test_7_12_linear_gaussian_posterior():
+    """(7.12) in the file's notation (x = W z + b, W of shape (D, J)) against Gaussian
+    conditioning of the joint of (z, x)."""
+    rng = np.random.default_rng(91)
+    D, J, s2 = 4, 2, 0.3
+    W = rng.standard_normal((D, J))
+    b = rng.standard_normal(D)
+    x = rng.standard_normal(D)
+    Sxx = W @ W.T + s2 * np.eye(D)
+    cond_mean = W.T @ np.linalg.solve(Sxx, x - b)
+    cond_cov = np.eye(J) - W.T @ np.linalg.solve(Sxx, W)
+    A = W.T @ W + s2 * np.eye(J)
+    np.testing.assert_allclose(np.linalg.solve(A, W.T @ (x - b)), cond_mean, rtol=1e-10)
+    np.testing.assert_allclose(s2 * np.linalg.inv(A), cond_cov, rtol=1e-10, atol=1e-14)
+
+
+def test_9_1_9_2_prior_gradient_and_weight_decay():
+    from npvae import optim
+    rng = np.random.default_rng(92)
+    theta = rng.standard_normal(5)
+    neg_log_prior = lambda: -stats.multivariate_normal(np.zeros(5), np.eye(5)).logpdf(theta)
+    np.testing.assert_allclose(gradcheck.numerical_gradient(neg_log_prior, theta), theta, rtol=1e-7)
+    params = {"a": theta.copy()}
+    g = rng.standard_normal(5)
+    optim.SGD(params, lr=0.1, weight_decay=0.25).step({"a": g})
+    np.testing.assert_allclose(params["a"], theta - 0.1 * (g + 0.25 * theta), rtol=1e-14)
+
+
+def test_9_3_to_9_9_optimizer_updates_by_hand():
+    from npvae import optim
+    rng = np.random.default_rng(93)
+    p0 = rng.standard_normal(4)
+    gs = rng.standard_normal((3, 4))
+    lr = 0.05
+    # SGD (9.3) and momentum (9.4)
+    params = {"a": p0.copy()}
+    opt = optim.SGD(params, lr=lr, momentum=0.9)
+    p, v = p0.copy(), np.zeros(4)
+    for g in gs:
+        opt.step({"a": g})
+        v = 0.9 * v + g
+        p = p - lr * v
+        np.testing.assert_allclose(params["a"], p, rtol=1e-13)
+    # Adagrad (9.5), (9.6)
+    params = {"a": p0.copy()}
+    opt = optim.Adagrad(params, lr=lr, eps=1e-8)
+    p, G = p0.copy(), np.zeros(4)
+    for g in gs:
+        opt.step({"a": g})
+        G = G + g * g
+        p = p - lr * g / (np.sqrt(G) + 1e-8)
+        np.testing.assert_allclose(params["a"], p, rtol=1e-13)
+    # Adam (9.7)-(9.9)
+    params = {"a": p0.copy()}
+    opt = optim.Adam(params, lr=lr, beta1=0.9, beta2=0.999, eps=1e-8)
+    p, m, v = p0.copy(), np.zeros(4), np.zeros(4)
+    for t, g in enumerate(gs, start=1):
+        opt.step({"a": g})
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        m_hat, v_hat = m / (1 - 0.9 ** t), v / (1 - 0.999 ** t)
+        p = p - lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+        np.testing.assert_allclose(params["a"], p, rtol=1e-12)
+
+
+def test_9_8_bias_correction_unbiased_for_a_constant_gradient():
+    g = 0.37
+    for beta, t in ((0.9, 1), (0.9, 5), (0.999, 3)):
+        m = sum((1 - beta) * beta ** (t - i) * g for i in range(1, t + 1))
+        assert m / (1 - beta ** t) == pytest.approx(g, rel=1e-13)
+
+
+def test_9_11_kl_warmup():
+    from npvae.train import kl_weight
+    assert [kl_weight(t, 0.8, 4) for t in (0, 1, 2, 4, 10)] == pytest.approx([0, 0.2, 0.4, 0.8, 0.8])
+    assert kl_weight(3, 0.8, 0) == 0.8
