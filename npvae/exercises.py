@@ -139,6 +139,15 @@ def cmp(name, manual, reference, tol=TOL):
     return close
 
 
+def panels(ncols, nrows=1, size=(5.2, 4.6)):
+    """A figure with a grid of empty axes, (figure, axes), for drawing several of
+    ``npvae.plots``' figures side by side (pass ``ax=`` to them).  The figure shows
+    itself inline when it is a notebook cell's value, with or without pyplot."""
+    from npvae.plots import _new_figure
+    fig = _new_figure((size[0] * ncols, size[1] * nrows))
+    return fig, fig.subplots(nrows, ncols, squeeze=False).ravel()
+
+
 # ---------------------------------------------------------------- notebook 01: KL, reparameterization
 
 def check_gaussian_kl(fn, seed=0):
@@ -574,3 +583,105 @@ def check_elbo_identity(elbo, kl_to_posterior, log_px, tol=1e-9):
     print(f"check_elbo_identity: ELBO + KL = log p(x) for all {elbo.size} examples "
           f"(largest deviation {dev[i]:.1e} nats)")
     return True
+
+
+# ---------------------------------------------------------------- notebook 03: codes and the prior
+
+def check_code_kl(fn, seed=0):
+    """``fn(codes) -> float``: fit a diagonal Gaussian to codes (N, J) (the mean and the
+    variance of each column) and return its KL to N(0, I)  (2.6)."""
+    rng = np.random.default_rng(seed)
+    cases = [{"desc": "codes drawn from N(0, I) itself: KL near 0",
+              "codes": rng.standard_normal((5000, 2))}]
+    for shape, scale, shift in [((10, 1), 1.0, 0.0), ((200, 2), 3.0, 1.0), ((50, 3), 0.2, -2.0)]:
+        cases.append({"desc": f"codes {shape}, scale {scale}, shift {shift}",
+                      "codes": shift + scale * rng.standard_normal(shape)})
+    for c in cases:
+        codes = c.pop("codes")
+        mean, var = codes.mean(axis=0), codes.var(axis=0)
+        ref = dist.gaussian_kl(mean, np.log(var))
+        c["args"] = (codes,)
+        c["want"] = [ref]
+        c["hints"] = [[(dist.gaussian_kl(mean, np.log(codes.std(axis=0))),
+                        "logvar is the log of the variance, not of the standard deviation."),
+                       (dist.gaussian_kl(mean, np.log(codes.var(axis=0, ddof=1))),
+                        "use the plain variance (np.var, ddof=0).")]]
+    return _run("check_code_kl", fn, cases, ["kl"], tol=1e-9)
+
+
+# ---------------------------------------------------------------- notebook 04: the 1-D laboratory
+
+def _lab_cases(rng):
+    from npvae import lab1d
+    cases = []
+    for cost, mu, sigma, n in [(lab1d.Quadratic(-3.0), 1.0, 1.0, 5),
+                               (lab1d.Exponential(0.5), -0.3, 0.7, 8),
+                               (lab1d.Cosine(2.0), 0.4, 1.6, 6)]:
+        eps = rng.standard_normal(n)
+        cases.append((cost, mu, sigma, eps, lab1d.estimates(cost, mu, sigma, eps=eps)))
+    return cases
+
+
+def check_score_function(fn, seed=0):
+    """``fn(f, mu, sigma, eps) -> (g_mu, g_sigma)``: single-sample score-function
+    estimates of dE[f(z)]/dmu and dE[f(z)]/dsigma, z = mu + sigma eps, one per entry
+    of eps (n,)  (6.12)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for cost, mu, sigma, eps, ref in _lab_cases(rng):
+        z = mu + sigma * eps
+        cases.append({"desc": f"f = {cost.name}, mu = {mu}, sigma = {sigma}, {eps.size} draws",
+                      "args": (cost.f, mu, sigma, eps),
+                      "want": [ref["score", "mu"], ref["score", "sigma"]],
+                      "hints": [[(cost.f(z) * eps, "d/dmu log N(z; mu, sigma^2) = (z - mu) / "
+                                                   "sigma^2 = eps / sigma.")],
+                                [(cost.f(z) * eps * eps / sigma,
+                                  "d/dsigma log N = ((z - mu)^2 / sigma^2 - 1) / sigma: the -1 "
+                                  "comes from the normalizer 1 / sigma."),
+                                 (cost.df(z) * eps, "that is the pathwise estimate; the score "
+                                                    "function multiplies f(z), not f'(z).")]]})
+    return _run("check_score_function", fn, cases, ["g_mu", "g_sigma"])
+
+
+def check_pathwise(fn, seed=0):
+    """``fn(df, mu, sigma, eps) -> (g_mu, g_sigma)``: single-sample pathwise estimates
+    f'(z) dz/dmu and f'(z) dz/dsigma, z = mu + sigma eps  (6.12)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for cost, mu, sigma, eps, ref in _lab_cases(rng):
+        z = mu + sigma * eps
+        cases.append({"desc": f"f = {cost.name}, mu = {mu}, sigma = {sigma}, {eps.size} draws",
+                      "args": (cost.df, mu, sigma, eps),
+                      "want": [ref["pathwise", "mu"], ref["pathwise", "sigma"]],
+                      "hints": [[], [(cost.df(z), "dz/dsigma = eps: multiply by it."),
+                                     (cost.df(z) * sigma, "dz/dsigma = eps, not sigma.")]]})
+    return _run("check_pathwise", fn, cases, ["g_mu", "g_sigma"])
+
+
+# ---------------------------------------------------------------- notebook 05: wake-sleep
+
+def check_wake_delta_rule(fn, seed=0):
+    """``fn(s, above, W, b) -> (dW, db)``: the gradient of the mean over the batch of
+    log p(s | above) for a sigmoid belief layer with logits ``above @ W + b``:
+    the delta rule dW = above^T (s - sigmoid(logits)) / M, db = mean of (s - sigmoid(logits))
+    (8.6), (8.7).  s (M, n_below) and above (M, n_above) binary, W (n_above, n_below).
+    Reference: :meth:`npvae.HelmholtzMachine.wake_gradients`."""
+    from npvae.helmholtz import HelmholtzMachine
+    from npvae.nn import sigmoid
+    rng = np.random.default_rng(seed)
+    cases = []
+    for M, n_below, n_above in [(1, 1, 1), (5, 4, 3), (8, 9, 6)]:
+        hm = HelmholtzMachine((n_below, n_above), rng=rng)
+        W, b = rng.normal(0, 1, (n_above, n_below)), rng.normal(0, 1, n_below)
+        hm.params["gen.0.W"][...], hm.params["gen.0.b"][...] = W, b
+        s = (rng.random((M, n_below)) < 0.5).astype(float)
+        above = (rng.random((M, n_above)) < 0.5).astype(float)
+        _, grads = hm.wake_gradients(s, [above])
+        delta = s - sigmoid(above @ W + b)
+        cases.append({"desc": f"M = {M}, {n_above} units above {n_below}",
+                      "args": (s, above, W, b), "want": [grads["gen.0.W"], grads["gen.0.b"]],
+                      "hints": [[(above.T @ delta, "average over the batch: divide by M."),
+                                 (-above.T @ delta / M, "the sign is flipped: this is the "
+                                                        "gradient of log p, for ascent.")],
+                                [(delta.sum(axis=0), "average over the batch: divide by M.")]]})
+    return _run("check_wake_delta_rule", fn, cases, ["dW", "db"])
