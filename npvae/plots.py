@@ -115,11 +115,14 @@ def image_shape_for(d, image_shape=None):
             raise ValueError(f"image_shape is needed: D = {d} is not a perfect square")
         return side, side
     try:
+        if isinstance(image_shape, str):
+            raise TypeError
         shape = tuple(int(s) for s in image_shape)
     except (TypeError, ValueError):
         raise ValueError(f"image_shape must be (height, width), got {image_shape!r}") from None
     if len(shape) != 2 or min(shape) < 1:
-        raise ValueError(f"image_shape must be (height, width) of positive ints, got {image_shape!r}")
+        raise ValueError(f"image_shape must be (height, width) of positive ints, "
+                         f"got {image_shape!r}")
     if shape[0] * shape[1] != d:
         raise ValueError(f"image_shape {shape} holds {shape[0] * shape[1]} pixels but the "
                          f"images have D = {d}")
@@ -349,11 +352,14 @@ def manifold(model, image_shape, path=None, n=20, *, lo=0.05, hi=0.95, ax=None, 
     mosaic = tile_images(means, (h, w), n, pad=0)
     fig, ax = _axes(ax, _mosaic_figsize(mosaic, 0.5))
     ax.imshow(mosaic, cmap=GREY, vmin=vmin, vmax=vmax, interpolation="nearest")
-    ticks = np.unique(np.linspace(0, n - 1, 5).round().astype(int))
+    # ticks placed symmetrically about the centre, so their labels read +-z
+    left = np.floor(np.linspace(0, (n - 1) / 2, 3)[:2]).astype(int)
+    middle = [(n - 1) // 2] if n % 2 else []
+    ticks = np.unique(np.concatenate([left, middle, n - 1 - left])).astype(int)
     ax.set_xticks(ticks * w + (w - 1) / 2)
-    ax.set_xticklabels([f"{values[i]:.2f}" for i in ticks])
+    ax.set_xticklabels([f"{round(values[i], 2) + 0.0:.2f}" for i in ticks])
     ax.set_yticks(ticks * h + (h - 1) / 2)
-    ax.set_yticklabels([f"{values[::-1][i]:.2f}" for i in ticks])
+    ax.set_yticklabels([f"{round(values[::-1][i], 2) + 0.0:.2f}" for i in ticks])
     ax.set_xlabel("z₁")
     ax.set_ylabel("z₂")
     ax.set_title(title if title is not None else

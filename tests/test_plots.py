@@ -96,7 +96,9 @@ def test_manifold_grid_is_gaussian_quantiles_z2_upwards():
             seen.append(z.copy())
             return np.full((len(z), 16), 0.5)
 
-    plots.manifold(Recorder(), SHAPE, None, n=3, lo=0.1, hi=0.9)
+    fig = plots.manifold(Recorder(), SHAPE, None, n=3, lo=0.1, hi=0.9)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["-1.28", "0.00", "1.28"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["1.28", "0.00", "-1.28"]
     z = seen[0]
     q = 1.2815515655446004                  # Phi^{-1}(0.9)
     assert z.shape == (9, 2)
@@ -105,7 +107,7 @@ def test_manifold_grid_is_gaussian_quantiles_z2_upwards():
 
 
 def test_bad_image_shape_is_rejected(tmp_path, model, x):
-    for bad in [(3, 5), (16,), (2, 2, 4), "4x4"]:
+    for bad in [(3, 5), (16,), (2, 2, 4), "4x4", "44", (4, 0)]:
         with pytest.raises(ValueError, match="image_shape"):
             plots.image_grid(x, bad, tmp_path / "g.png")
     with pytest.raises(ValueError, match="image_shape"):
