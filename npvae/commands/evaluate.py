@@ -6,6 +6,7 @@ examples, one sample each) and log p(x) ~ log (1/K) sum_k p(x, z_k) / q(z_k|x)
 with K importance samples on the first --examples test examples, each with
 its standard error over examples.
 """
+import argparse
 import json
 import sys
 import time
@@ -15,8 +16,21 @@ import numpy as np
 from npvae import checkpoint as ckpt_io
 
 
-def one_line_errors(parser):
-    """Make argparse report a bad option as one line (no usage block), exit code 2."""
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show "(default: X)" except where it says nothing: a None default (the help
+    text says in words what happens) and on/off flags."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def setup_parser(parser):
+    """Defaults shown in --help where they mean something, and a bad option
+    reported as one line (no usage block) with exit code 2."""
+    parser.formatter_class = _HelpFormatter
+
     def error(message):
         print(f"{parser.prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
@@ -65,7 +79,7 @@ def _se(a):
 
 
 def add_arguments(parser):
-    one_line_errors(parser)
+    setup_parser(parser)
     parser.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT",
                         help="a run directory holding checkpoint.npz, or a checkpoint file")
     parser.add_argument("--samples", type=int, default=1000, metavar="K",

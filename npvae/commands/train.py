@@ -18,7 +18,7 @@ import numpy as np
 from npvae import checkpoint as ckpt_io
 from npvae import estimators, optim
 from npvae import train as train_mod
-from npvae.commands.evaluate import load_data, one_line_errors, report
+from npvae.commands.evaluate import load_data, report, setup_parser
 
 DEFAULTS = dict(data="glyphs", root=None, download=False, n_train=None, n_test=None,
                 data_seed=0, epochs=30, out=None, name=None, z_dim=20, hidden="500",
@@ -37,7 +37,7 @@ _RUN_OPTIONS = ("data", "root", "n_train", "n_test", "data_seed", "z_dim", "hidd
 
 
 def add_arguments(parser):
-    one_line_errors(parser)
+    setup_parser(parser)
     d = DEFAULTS
     g = parser.add_argument_group("data")
     g.add_argument("--data", default=d["data"],
@@ -45,14 +45,15 @@ def add_arguments(parser):
                         "bars, ppca")
     g.add_argument("--root", default=d["root"], metavar="DIR",
                    help="directory holding the dataset's files (fashion-mnist, mnist, "
-                        "frey-faces); default: the cache and the usual system places")
+                        "frey-faces) (default: the cache, then the usual system places)")
     g.add_argument("--download", action="store_true",
-                   help="download missing dataset files into the cache (checked by SHA-256)")
+                   help="download missing dataset files into the cache, checked by SHA-256 "
+                        "(default: never download)")
     g.add_argument("--n-train", type=int, default=d["n_train"], metavar="N",
                    help="training examples: the size of generated data, or the first N of a "
-                        "file dataset (default: the dataset's own)")
+                        "file dataset (default: the dataset's own size)")
     g.add_argument("--n-test", type=int, default=d["n_test"], metavar="N",
-                   help="test examples, likewise")
+                   help="test examples, likewise (default: the dataset's own size)")
     g.add_argument("--data-seed", type=int, default=d["data_seed"],
                    help="seed of generated data (glyphs, bars, ppca)")
     g.add_argument("--binarize", default=d["binarize"], choices=("none", "threshold", "dynamic"),
@@ -118,7 +119,7 @@ def add_arguments(parser):
                    metavar="EPOCHS", help="write checkpoint.npz every this many epochs "
                                           "(and after the last)")
     g.add_argument("--no-figures", dest="figures", action="store_false",
-                   help="do not write the figures")
+                   help="do not write the figures (default: write them)")
     g.add_argument("--resume", default=d["resume"], metavar="RUN_DIR_OR_CHECKPOINT",
                    help="continue a run from its checkpoint, bit for bit as if it had not "
                         "stopped; its settings are kept (only --epochs and the output and "
