@@ -79,7 +79,8 @@ class HelmholtzMachine:
         try:
             sizes = tuple(int(n) for n in layer_sizes)
         except TypeError:
-            raise ValueError(f"layer_sizes must be a sequence of ints, got {layer_sizes!r}") from None
+            raise ValueError(f"layer_sizes must be a sequence of ints, got {layer_sizes!r}"
+                             ) from None
         if len(sizes) < 2 or any(n < 1 for n in sizes):
             raise ValueError(f"layer_sizes must be (D, n_1, ..., n_L) with L >= 1 and positive "
                              f"sizes, got {layer_sizes!r}")
@@ -231,7 +232,7 @@ class HelmholtzMachine:
         grads["gen.top.b"] = delta.reshape(-1, delta.shape[-1]).sum(axis=0)
         for l in range(self.n_layers):
             s, above = states[l], states[l + 1]
-            delta = (s - sigmoid(self._gen_logits(l, above))) * w        # (8.6)
+            delta = (s - sigmoid(self._gen_logits(l, above))) * w        # (8.5)
             grads[f"gen.{l}.W"] = (above.reshape(-1, above.shape[-1]).T
                                    @ delta.reshape(-1, delta.shape[-1]))  # (8.6)
             grads[f"gen.{l}.b"] = delta.reshape(-1, delta.shape[-1]).sum(axis=0)   # (8.6)
@@ -243,7 +244,7 @@ class HelmholtzMachine:
         w = weights[..., None]
         for l in range(1, self.n_layers + 1):
             s, below = states[l], states[l - 1]
-            delta = (s - sigmoid(self._rec_logits(l, below))) * w        # (8.9)
+            delta = (s - sigmoid(self._rec_logits(l, below))) * w        # (8.5)
             grads[f"rec.{l}.W"] = (below.reshape(-1, below.shape[-1]).T
                                    @ delta.reshape(-1, delta.shape[-1]))  # (8.9)
             grads[f"rec.{l}.b"] = delta.reshape(-1, delta.shape[-1]).sum(axis=0)   # (8.9)
@@ -321,7 +322,8 @@ class HelmholtzMachine:
             lead = states[1].shape[:-1]
             weights = np.full(lead, 1.0 / int(np.prod(lead)), dtype=self.dtype)
         self._apply(self._gen_grads(states, weights), lr)             # (8.8), (8.13)
-        q_wake = self._rec_grads(states, weights) if q_update in ("wake", "both") else None
+        q_wake = (self._rec_grads(states, weights)                     # (8.14)
+                  if q_update in ("wake", "both") else None)
         # sleep: dream down through p, move q towards the dreamed states
         q_sleep = None
         if q_update in ("sleep", "both"):
