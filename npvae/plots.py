@@ -430,6 +430,14 @@ def _robust_ylim(ax, series):
     return False
 
 
+def _count_label(v, _pos=None):
+    """50000 -> '50k', 1200000 -> '1.2M': short labels for the examples-seen axis."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:.4g}{suffix}"
+    return f"{v:.4g}"
+
+
 def elbo_curves(history, path=None, *, ax=None, title=None):
     """Train and test ELBO against epochs (examples seen on the top axis), and
     the test KL and reconstruction terms in a second panel.
@@ -472,6 +480,9 @@ def elbo_curves(history, path=None, *, ax=None, title=None):
             if slope > 0:
                 top = a.secondary_xaxis("top", functions=(lambda e: slope * e + icpt,
                                                           lambda s: (s - icpt) / slope))
+                from matplotlib.ticker import FuncFormatter, MaxNLocator
+                top.xaxis.set_major_locator(MaxNLocator(6))
+                top.xaxis.set_major_formatter(FuncFormatter(_count_label))
                 top.set_xlabel("examples seen")
     if title:
         a.set_title(title)

@@ -334,3 +334,8 @@ def test_plot_command_reloads_the_runs_data(run_dir, monkeypatch):
     assert cli.main(["plot", str(run_dir), "--n-latent", "30"]) == 0
     name, kw = calls[0]
     assert name == "bars" and kw["seed"] == 3 and kw["n_test"] == 40 and kw["n_train"] == 50
+
+
+def test_examples_seen_axis_uses_short_labels():
+    assert [plots._count_label(v) for v in (0, 950, 50000, 1.25e6)] == ["0", "950", "50k",
+                                                                        "1.25M"]
