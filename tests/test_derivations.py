@@ -635,15 +635,18 @@ def test_4_1_bernoulli_pmf_normalized_and_4_2_matches_it():
     rng = np.random.default_rng(60)
     a = rng.standard_normal(3) * 2
     xs = np.array(list(itertools.product([0.0, 1.0], repeat=3)))
-    lp = dist.bernoulli_log_prob(xs, a)
+    lp = dist.bernoulli_log_prob(xs, np.broadcast_to(a, xs.shape).copy())
     assert np.exp(lp).sum() == pytest.approx(1.0, rel=1e-13)               # (4.1) sums to 1
     y = special.expit(a)
     pmf = np.prod(y ** xs * (1 - y) ** (1 - xs), axis=-1)                  # (4.1) as written
     np.testing.assert_allclose(lp, np.log(pmf), rtol=1e-12)
     np.testing.assert_allclose(lp, stats.bernoulli.logpmf(xs, y).sum(-1), rtol=1e-12)
+    # the shared-exp version the VAE's log_px uses
+    a8 = np.broadcast_to(a, xs.shape).copy()
+    np.testing.assert_allclose(dist.bernoulli_log_prob_and_grad(xs, a8)[0], lp, rtol=1e-12)
     # soft targets: x log y + (1 - x) log(1 - y)
     x = rng.random((4, 3))
-    np.testing.assert_allclose(dist.bernoulli_log_prob(x, a),
+    np.testing.assert_allclose(dist.bernoulli_log_prob(x, np.broadcast_to(a, x.shape).copy()),
                                np.sum(x * np.log(y) + (1 - x) * np.log1p(-y), -1), rtol=1e-12)
 
 
