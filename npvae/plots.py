@@ -549,7 +549,7 @@ def write_run_figures(run_dir, model, data, history, rng, *, n_samples=100, n_re
     try:
         shape = image_shape_for(x_dim, shape) if x_dim is not None else None
     except ValueError as err:
-        log(f"skipped the image figures: {err}")
+        log(f"skipped samples.png, reconstructions.png and manifold.png (no image shape): {err}")
         shape = None
 
     if shape is not None:

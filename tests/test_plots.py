@@ -339,3 +339,15 @@ def test_plot_command_reloads_the_runs_data(run_dir, monkeypatch):
 def test_examples_seen_axis_uses_short_labels():
     assert [plots._count_label(v) for v in (0, 950, 50000, 1.25e6)] == ["0", "950", "50k",
                                                                         "1.25M"]
+
+
+def test_write_run_figures_without_images(tmp_path):
+    """Non-image data (ppca, D = 5): the ELBO and latent figures only."""
+    msgs = []
+    m = VAE(5, 2, hidden=(4,), likelihood="gaussian", rng=np.random.default_rng(0))
+    data = Data(np.random.default_rng(1).random((20, 5)), None)
+    data.image_shape = None
+    out = plots.write_run_figures(tmp_path, m, data, HISTORY, np.random.default_rng(0),
+                                  log=msgs.append)
+    assert sorted(p.rsplit("/", 1)[1] for p in out) == ["elbo.png", "latent.png"]
+    assert len(msgs) == 1 and "samples.png" in msgs[0] and "not a perfect square" in msgs[0]
