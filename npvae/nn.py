@@ -57,7 +57,9 @@ class Linear:
     def forward(self, x):
         """x (N, in_dim) -> out (N, out_dim)."""
         self.cache = x
-        return x @ self.params["W"] + self.params["b"]
+        out = x @ self.params["W"]
+        out += self.params["b"]          # in place: no second (N, out_dim) array
+        return out
 
     def backward(self, dout, need_dx=True):
         """dout (N, out_dim) -> dx (N, in_dim), or None when ``need_dx`` is False.
@@ -85,7 +87,10 @@ class Tanh:
 
     def backward(self, dout):
         out = self.cache
-        return dout * (1 - out * out)                    # (5.4)
+        dx = out * out
+        np.subtract(1, dx, out=dx)                       # one buffer for the three passes
+        dx *= dout
+        return dx                                        # (5.4): dout (1 - out^2)
 
 
 class ReLU:
@@ -94,18 +99,21 @@ class ReLU:
     params = grads = {}
 
     def forward(self, x):
-        mask = x > 0
-        self.cache = mask
-        return x * mask
+        out = np.maximum(x, 0)
+        self.cache = out                                 # out > 0 exactly where x > 0
+        return out
 
     def backward(self, dout):
-        return dout * self.cache                         # (5.5)
+        return dout * (self.cache > 0)                   # (5.5)
 
 
 def sigmoid(x):
-    """Logistic function, stable for large |x| (no overflow in exp)."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    """Logistic function 1 / (1 + exp(-x)) = (1 + tanh(x / 2)) / 2.
+
+    The tanh form never overflows, needs one transcendental call and no
+    ``np.where`` (whose random branches cost ~10x a multiply on (100, 784)).
+    """
+    return 0.5 + 0.5 * np.tanh(0.5 * x)
 
 
 def softplus(x):

@@ -155,7 +155,7 @@ class VAE:
     def encoder_backward(self, dmu, dlogvar):
         """Fill the ``enc.*`` grads from dmu, dlogvar (M, J) (d loss / d mu, d logvar)."""
         dh = self.enc_mu.backward(dmu)
-        dh = dh + self.enc_logvar.backward(dlogvar)                    # (5.9)
+        dh += self.enc_logvar.backward(dlogvar)                        # (5.9)
         self.enc_trunk.backward(dh, need_dx=False)
 
     # ------------------------------------------------------------ decoder
@@ -182,19 +182,23 @@ class VAE:
         else:
             dmean, dlogvar = dout
             dh = self.dec_heads["mean"].backward(self.mean_act.backward(dmean))
-            dh = dh + self.dec_heads["logvar"].backward(dlogvar)      # (5.9)
+            dh += self.dec_heads["logvar"].backward(dlogvar)          # (5.9)
         return self.dec_trunk.backward(dh)
 
-    def log_px(self, x, z):
+    def log_px(self, x, z, *, backward=True):
         """log p(x | z) for x (M, D) and z (L, M, J) -> (L, M).
 
         The L samples are folded into the batch axis: one decoder pass on
-        (L*M, J).  Stores what :meth:`log_px_backward` needs.
+        (L*M, J).  Stores what :meth:`log_px_backward` needs; with
+        ``backward=False`` (evaluation) the Bernoulli gradient is not made.
         """
         L, M, J = z.shape
         out = self._decode(z.reshape(L * M, J))                          # (5.8)
         if self.likelihood == "bernoulli":
             logits = out.reshape(L, M, self.x_dim)
+            if not backward:
+                self._dec_cache = None
+                return dist.bernoulli_log_prob(x, logits)                 # (4.2)
             logp, dlogits = dist.bernoulli_log_prob_and_grad(x, logits)   # (4.2), (4.3)
             self._dec_cache = (L, M, dlogits)
         else:
@@ -258,7 +262,7 @@ class VAE:
             eps = check_rng(rng).standard_normal((int(n_samples),) + mu.shape).astype(self.dtype)
         z, _ = dist.reparameterize(mu, logvar, eps)
         log_q = dist.gaussian_log_prob(z, mu, logvar)
-        return self.log_px(x, z) + dist.standard_normal_log_prob(z) - log_q
+        return self.log_px(x, z, backward=False) + dist.standard_normal_log_prob(z) - log_q
 
     def elbo_terms(self, x, n_samples, rng):
         """Per-example reconstruction term E_q[log p(x | z)] (L-sample estimate)
