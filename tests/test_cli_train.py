@@ -139,4 +139,4 @@ def test_help_lists_every_option_with_its_default(capsys):
                 "--optimizer", "--lr", "--batch-size", "--beta", "--warmup", "--binarize",
                 "--dtype", "--seed", "--eval-samples", "--eval-examples", "--resume"):
         assert opt in text, opt
-    assert "(default: adagrad)" in text and "(default: glyphs)" in text
+    assert "(default: adam)" in text and "(default: glyphs)" in text

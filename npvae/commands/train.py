@@ -1,9 +1,11 @@
 """Train a VAE (the paper's Algorithm 1) and write its history, checkpoint and figures.
 
-With no options: a 784-500-20 tanh VAE with a Bernoulli decoder on the
-generated `glyphs` digits, the paper's estimator B (reparameterized, analytic
-KL) with Adagrad, M = 100, L = 1; a line of progress per epoch; then the test
-ELBO and the importance-sampled log p(x) in nats.  The run directory gets
+With no options: the paper's 784-500-20 tanh VAE with a Bernoulli decoder
+on the generated `glyphs` digits, its estimator B (reparameterized, analytic
+KL), M = 100, L = 1, trained with Adam (lr 0.001) for 25 epochs, which learns
+recognizable digits within the two-minute budget (the paper's Adagrad gets
+there more slowly: `--optimizer adagrad --lr 0.02`); a line of progress per
+epoch; then the test ELBO and the importance-sampled log p(x) in nats.  The run directory gets
 config.json, history.csv (rewritten after every epoch), checkpoint.npz (after
 every epoch, atomically), summary.json and the figures.  Ctrl-C keeps the
 state of the last finished epoch; `--resume RUN_DIR` continues it exactly.
@@ -21,12 +23,15 @@ from npvae import train as train_mod
 from npvae.commands.evaluate import load_data, report, setup_parser
 
 DEFAULTS = dict(data="glyphs", root=None, download=False, n_train=None, n_test=None,
-                data_seed=0, epochs=30, out=None, name=None, z_dim=20, hidden="500",
+                data_seed=0, epochs=25, out=None, name=None, z_dim=20, hidden="500",
                 activation="tanh", likelihood="auto", init="normal", estimator="reparam",
-                kl="analytic", baseline="none", samples=1, optimizer="adagrad", lr=0.02,
+                kl="analytic", baseline="none", samples=1, optimizer="adam", lr=None,
                 batch_size=100, beta=1.0, warmup=0, weight_decay="0", binarize="none",
                 dtype="float32", seed=0, eval_samples=1000, eval_examples=500,
                 checkpoint_every=1, figures=True, resume=None)
+
+# learning rates that work for the default model on glyphs (adagrad: the paper's 0.02)
+DEFAULT_LR = {"adam": 0.001, "adagrad": 0.02, "sgd": 0.01}
 
 # options that define a run: on --resume they come from the checkpoint, and
 # giving a different value is an error (a resumed run is the same run)
@@ -91,8 +96,11 @@ def add_arguments(parser):
     g.add_argument("--samples", type=int, default=d["samples"], metavar="L",
                    help="noise samples per example and step")
     g.add_argument("--optimizer", default=d["optimizer"], choices=sorted(optim.OPTIMIZERS),
-                   help="adagrad is the paper's choice")
-    g.add_argument("--lr", type=float, default=d["lr"], help="learning rate")
+                   help="the paper used adagrad (with --lr 0.02 here); adam learns faster "
+                        "in a short run")
+    g.add_argument("--lr", type=float, default=d["lr"],
+                   help="learning rate (default: " + ", ".join(
+                       f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ")")
     g.add_argument("--batch-size", type=int, default=d["batch_size"], metavar="M",
                    help="minibatch size")
     g.add_argument("--beta", type=float, default=d["beta"],
@@ -196,6 +204,8 @@ def _resumed_args(args):
 
 def run(args):
     ck = _resumed_args(args) if args.resume else None
+    if args.lr is None:
+        args.lr = DEFAULT_LR[args.optimizer]
     _check_args(args)
     import npvae
 
