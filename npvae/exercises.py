@@ -106,7 +106,6 @@ def _run(check, fn, cases, names, tol=TOL):
         for name, g, w, h in zip(names, outs, c["want"], hints):
             _compare(check, name, g, w, i, n, c["desc"], tol, h)
     print(f"{check}: all {n} cases passed")
-    return True
 
 
 def _shapes(rng, shapes):
@@ -118,6 +117,7 @@ def _shapes(rng, shapes):
 def cmp(name, manual, reference, tol=TOL):
     """Compare a hand-computed array with a reference, like the backprop-ninja notebook:
     prints ``name | exact | close | max diff`` and raises AssertionError unless close.
+    Returns None (so a notebook cell ending with it shows only the printed line).
 
     ``manual`` must have the shape of ``reference`` (``d<name>`` has the shape of
     ``<name>``).  Close means ``npvae.gradcheck.rel_error <= tol``.
@@ -136,7 +136,6 @@ def cmp(name, manual, reference, tol=TOL):
     if not close:
         raise AssertionError(f"cmp {name}: relative error {err:.2e} exceeds {tol:.0e} "
                              f"(max |manual - reference| = {diff:.3g})")
-    return close
 
 
 def panels(ncols, nrows=1, size=(5.2, 4.6)):
@@ -582,7 +581,6 @@ def check_elbo_identity(elbo, kl_to_posterior, log_px, tol=1e-9):
               f"estimate can be, the KL itself cannot")
     print(f"check_elbo_identity: ELBO + KL = log p(x) for all {elbo.size} examples "
           f"(largest deviation {dev[i]:.1e} nats)")
-    return True
 
 
 # ---------------------------------------------------------------- notebook 03: codes and the prior

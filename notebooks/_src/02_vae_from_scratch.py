@@ -177,6 +177,7 @@ cmp("loss", loss, ref["loss"])
 # (`npvae.nn.sigmoid` is a stable sigmoid.)
 
 # %%
+# compute delbo, drec, dkl (each (M,)), dlog_px (L, M) and dlogits (L*M, D)
 ### BEGIN SOLUTION
 delbo = np.full(M, -1.0 / M)                          # (M,)
 drec = delbo                                          # (M,)
@@ -195,6 +196,7 @@ cmp("dlogits", dlogits, ref["dlogits"])
 # your `linear_backward` and `tanh_backward` from Part 1. End with `dz`, reshaped like `z`.
 
 # %%
+# compute dh2, dW3, db3, da2, dzf, dW2, db2, and dz (L, M, J)
 ### BEGIN SOLUTION
 dh2, dW3, db3 = linear_backward(dlogits, h2, W3)      # (L*M, H), (H, D), (D,)
 da2 = tanh_backward(dh2, h2)                          # (L*M, H)
@@ -220,6 +222,7 @@ cmp("dz", dz, ref["dz"])
 # places: add the contributions.
 
 # %%
+# compute dstd, dmu and dlogvar, each (M, J)
 ### BEGIN SOLUTION
 dstd = np.sum(dz * eps, axis=0)                       # (M, J)
 dmu = dz.sum(axis=0) + dkl[:, None] * mu              # (M, J)   (3.4), (2.7)
@@ -235,6 +238,7 @@ cmp("dlogvar", dlogvar, ref["dlogvar"])
 # sends back. Then `tanh` and the first linear layer; `dx` is not needed.
 
 # %%
+# compute dWmu, dbmu, dWlv, dblv, dh1, da1, dW1, db1
 ### BEGIN SOLUTION
 dh1_mu, dWmu, dbmu = linear_backward(dmu, h1, Wmu)
 dh1_lv, dWlv, dblv = linear_backward(dlogvar, h1, Wlv)

@@ -32,9 +32,9 @@ N_TRAIN = 500 if FAST else 10000                 # VAE training images (a short 
 HIDDEN = 32 if FAST else 200
 Z_DIM = 5 if FAST else 20
 TRAIN_EPOCHS = 1 if FAST else 3
-BATCH = 20 if FAST else 100                      # the fixed minibatch whose gradient we study
-SAMPLES = (1, 2, 4) if FAST else (1, 2, 5, 10, 20)
-N_DRAWS = 64 if FAST else 300                    # gradient draws per (estimator, L)
+BATCH = 20 if FAST else 50                       # the fixed minibatch whose gradient we study
+SAMPLES = (1, 2, 4) if FAST else (1, 2, 5, 10)
+N_DRAWS = 64 if FAST else 100                    # gradient draws per (estimator, L)
 rng = np.random.default_rng(SEED)
 
 # %% [markdown]

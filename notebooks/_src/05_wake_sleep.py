@@ -121,6 +121,11 @@ print(f"  Helmholtz machine, exact enumeration   {ll_hm_exact:8.4f}")
 print(f"  the world itself (-entropy)            {-entropy:8.4f}")
 assert ll_hm_is <= ll_hm_exact + 0.05     # IS is a stochastic lower bound (7.3)
 
+# %% [markdown]
+# Read the numbers with the data in mind: this world is 12 discrete patterns, which binary hidden
+# units describe naturally, while the VAE has to carve a continuous 2-D code into 12 regions. On
+# images the comparison goes the other way, as in the paper's Figures 2 and 3 (`npvae compare`).
+
 # %%
 fig, axes = npvae.exercises.panels(2, size=(4, 3))
 npvae.plots.samples(vae, bars.image_shape, n=24, rng=rng, nrow=3, ax=axes[0], title="VAE: samples (means)")
