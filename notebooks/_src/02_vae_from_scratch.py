@@ -281,8 +281,8 @@ assert report.max_error < 1e-7
 x_train = data.x_train.astype(np.float32)
 x_test = data.x_test.astype(np.float32)
 vae = npvae.VAE(D, Z_DIM, hidden=(HIDDEN,), rng=np.random.default_rng(SEED), dtype=np.float32)
-history = npvae.train.fit(vae, x_train, x_test=x_test, epochs=EPOCHS, lr=0.02,
-                          rng=np.random.default_rng(SEED))
+history = npvae.train.fit(vae, x_train, x_test=x_test, epochs=EPOCHS, optimizer="adagrad",
+                          lr=0.02, rng=np.random.default_rng(SEED))
 npvae.plots.elbo_curves(history)
 
 # %% [markdown]

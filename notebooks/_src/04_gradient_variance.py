@@ -131,7 +131,8 @@ try:
 except FileNotFoundError:
     data = npvae.data.load("glyphs", n_train=N_TRAIN, n_test=100)
 model = npvae.VAE(data.x_dim, Z_DIM, hidden=(HIDDEN,), rng=np.random.default_rng(SEED))
-npvae.train.fit(model, data.x_train, epochs=TRAIN_EPOCHS, lr=0.02, rng=np.random.default_rng(SEED))
+npvae.train.fit(model, data.x_train, epochs=TRAIN_EPOCHS, optimizer="adagrad", lr=0.02,
+                rng=np.random.default_rng(SEED))
 x = data.x_test[:BATCH]
 
 # %%
