@@ -307,7 +307,7 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
         if saved_epoch != boundary_epoch:
             ckpt_io.write(checkpoint_path, boundary)
         msg = (f"interrupted in epoch {epoch}; the state after epoch {boundary_epoch} is saved "
-               f"in {checkpoint_path}")
+               f"in {checkpoint_path} (continue with fit(..., resume=that path))")
         raise TrainingInterrupted(msg, checkpoint_path=checkpoint_path,
                                   history=History(history).truncate(boundary_epoch),
                                   epoch=boundary_epoch) from None
