@@ -7,8 +7,8 @@ import pytest
 from npvae import cli
 
 TINY = ["compare", "--data", "bars", "--n-train", "200", "--n-test", "40", "--examples", "400",
-        "--hidden", "8", "--z-dim", "2", "--batch-size", "20", "--hm-layers", "6,1",
-        "--hm-batch-size", "10", "--hm-lr", "0.5", "--rws-samples", "3",
+        "--hidden", "8", "--z-dim", "2", "--batch-size", "10", "--hm-layers", "6,1",
+        "--hm-lr", "0.5", "--rws-samples", "3",
         "--eval-samples", "50", "--eval-examples", "20", "--curve-samples", "10",
         "--dtype", "float64"]
 
@@ -20,6 +20,7 @@ def test_compare_writes_table_and_csv(tmp_path, capsys):
     assert "K = 50 on 20 test examples" in text
     for label in ("VAE (AEVB, estimator B)", "wake-sleep", "reweighted wake-sleep"):
         assert label in text
+    assert "VAE minus ws" in text and "VAE minus rws" in text and "paired SE" in text
     rows = list(csv.DictReader(open(out / "compare.csv")))
     finals = {r["model"]: r for r in rows if r["kind"] == "final"}
     assert set(finals) == {"vae", "ws", "rws"}
