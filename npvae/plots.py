@@ -264,7 +264,54 @@ def principal_components(a, k=2):
     return centred @ vt[:k].T, frac
 
 
-def _scatter_by_label(fig, ax, pts, labels):
+def discriminant_directions(a, labels, k=2, ridge=1e-6):
+    """Project a (M, J) on its first k Fisher discriminant directions.
+
+    The directions w maximize the between-class scatter w^T S_b w relative to
+    the within-class scatter w^T S_w w: the generalized eigenvectors of
+    (S_b, S_w) with the largest eigenvalues.  Unlike the principal components
+    they use the labels, so they show whether the classes are *linearly*
+    separable in the latent space even when the directions of largest variance
+    mix them.  Returns (scores (M, k), eigenvalues (k,)).
+    """
+    from scipy.linalg import eigh
+
+    a = np.asarray(a, dtype=np.float64)
+    labels = np.asarray(labels)
+    mean = a.mean(axis=0)
+    J = a.shape[1]
+    s_w = np.zeros((J, J))
+    s_b = np.zeros((J, J))
+    for c in np.unique(labels):
+        part = a[labels == c]
+        centred = part - part.mean(axis=0)
+        s_w += centred.T @ centred
+        diff = part.mean(axis=0) - mean
+        s_b += len(part) * np.outer(diff, diff)
+    s_w += ridge * np.trace(s_w) / J * np.eye(J)
+    vals, vecs = eigh(s_b, s_w)
+    order = np.argsort(vals)[::-1][:k]
+    return (a - mean) @ vecs[:, order], vals[order]
+
+
+def _draw_projected(fig, ax, mu, labels, projection, legend=True):
+    """Scatter the J > 2 means projected to 2-D by PCA or Fisher's discriminant."""
+    J = mu.shape[1]
+    if projection == "pca":
+        pts, frac = principal_components(mu, 2)
+        ax.set_xlabel(f"PC 1 of the J = {J} encoder means ({100 * frac[0]:.0f}% of variance)")
+        ax.set_ylabel(f"PC 2 ({100 * frac[1]:.0f}% of variance)")
+        ax.set_title("principal components (no labels used)", fontsize="medium")
+    else:
+        pts, _ = discriminant_directions(mu, labels, 2)
+        ax.set_xlabel(f"discriminant 1 of the J = {J} encoder means")
+        ax.set_ylabel("discriminant 2")
+        ax.set_title("Fisher discriminant directions (labels used)", fontsize="medium")
+    _scatter_by_label(fig, ax, pts, labels, legend=legend)
+    ax.set_aspect("equal", adjustable="datalim")
+
+
+def _scatter_by_label(fig, ax, pts, labels, legend=True):
     style = dict(s=5, alpha=0.75, linewidths=0, rasterized=True)
     if labels is None:
         ax.scatter(pts[:, 0], pts[:, 1], color="tab:blue", **style)
@@ -277,19 +324,23 @@ def _scatter_by_label(fig, ax, pts, labels):
         for i, c in enumerate(classes):
             sel = labels == c
             ax.scatter(pts[sel, 0], pts[sel, 1], color=cmap(i), label=f"{c:g}", **style)
-        ax.legend(title="label", loc="center left", bbox_to_anchor=(1.01, 0.5),
-                  markerscale=3, frameon=False, handletextpad=0.2)
+        if legend:
+            ax.legend(title="label", loc="center left", bbox_to_anchor=(1.01, 0.5),
+                      markerscale=3, frameon=False, handletextpad=0.2)
     else:
         sc = ax.scatter(pts[:, 0], pts[:, 1], c=labels, cmap="viridis", **style)
         fig.colorbar(sc, ax=ax, label="label")
 
 
-def latent_space(model, x, labels=None, path=None, *, ax=None, title=None):
+def latent_space(model, x, labels=None, path=None, *, ax=None, title=None, projection="pca"):
     """Encoder means of x, coloured by label.
 
-    J = 2: the means themselves.  J > 2: their first two principal components
-    (SVD of the centred means; the axis labels say so, with the share of
-    variance).  J = 1: the mean against the label (or a row of points).
+    J = 2: the means themselves.  J > 2: with ``projection="pca"`` their first
+    two principal components (SVD of the centred means; the axis labels say
+    so, with the share of variance), with ``projection="lda"`` their first two
+    Fisher discriminant directions (needs labels; see
+    :func:`discriminant_directions`), with ``projection="both"`` the two side
+    by side (a new figure; ``ax`` is not accepted).  J = 1: the mean against the label (or a row of points).
     Discrete labels (at most 20 integer values) get a legend, others a colorbar.
     """
     x = check_array(x, "x", ndim=2)
@@ -298,8 +349,21 @@ def latent_space(model, x, labels=None, path=None, *, ax=None, title=None):
         if labels.shape[0] != x.shape[0]:
             raise ValueError(f"labels must have one entry per row of x ({x.shape[0]}), "
                              f"got {labels.shape[0]}")
+    if projection not in ("pca", "lda", "both"):
+        raise ValueError(f"projection must be 'pca', 'lda' or 'both', got {projection!r}")
+    if projection != "pca" and labels is None:
+        raise ValueError(f"projection={projection!r} needs labels")
+    if projection == "both" and ax is not None:
+        raise ValueError("projection='both' draws two panels on a new figure; do not pass ax")
     mu = encoder_means(model, x)
     J = mu.shape[1]
+    if projection == "both" and J > 2:
+        fig = _new_figure((11.2, 4.6))
+        axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
+        _draw_projected(fig, axes[0], mu, labels, "pca", legend=False)
+        _draw_projected(fig, axes[1], mu, labels, "lda")
+        fig.suptitle(title if title is not None else f"latent space, {len(mu)} points")
+        return _finish(fig, path)
     fig, ax = _axes(ax, (5.6, 4.6))
     if J == 1:
         y = labels if labels is not None else np.zeros(len(mu))
@@ -313,11 +377,7 @@ def latent_space(model, x, labels=None, path=None, *, ax=None, title=None):
         ax.set_ylabel("z₂ (encoder mean)")
         ax.set_aspect("equal", adjustable="datalim")
     else:
-        pts, frac = principal_components(mu, 2)
-        _scatter_by_label(fig, ax, pts, labels)
-        ax.set_xlabel(f"PC 1 of the J = {J} encoder means ({100 * frac[0]:.0f}% of variance)")
-        ax.set_ylabel(f"PC 2 ({100 * frac[1]:.0f}% of variance)")
-        ax.set_aspect("equal", adjustable="datalim")
+        _draw_projected(fig, ax, mu, labels, "lda" if projection == "lda" else "pca")
     ax.set_title(title if title is not None else f"latent space, {len(mu)} points")
     return _finish(fig, path)
 
@@ -516,7 +576,8 @@ def write_run_figures(run_dir, model, data, history, rng, *, n_samples=100, n_re
 
     elbo.png (from ``history``), samples.png, reconstructions.png (the first
     ``n_recon`` test examples), latent.png (``n_latent`` test examples drawn
-    with ``rng``, coloured by label) and, for J = 2, manifold.png.  ``data``
+    with ``rng``, coloured by label; for J > 2 the PCA and Fisher-discriminant
+    views side by side) and, for J = 2, manifold.png.  ``data``
     needs ``x_test`` and may have ``y_test`` and ``image_shape``; None skips
     the data figures.  A figure the model cannot make is skipped with a
     one-line message to ``log`` (default: standard error).
@@ -564,7 +625,11 @@ def write_run_figures(run_dir, model, data, history, rng, *, n_samples=100, n_re
         idx = np.sort(rng.choice(m, size=min(int(n_latent), m), replace=False))
         y_test = getattr(data, "y_test", None)
         labels = None if y_test is None else np.asarray(y_test)[idx]
-        attempt("latent.png", lambda p: latent_space(model, np.asarray(x_test)[idx], labels, p))
+        # J > 2 with labels: the unsupervised PCA view beside the discriminant one,
+        # which shows the class structure that the top-variance directions mix
+        both = labels is not None and int(getattr(model, "z_dim", 2) or 2) > 2
+        attempt("latent.png", lambda p: latent_space(model, np.asarray(x_test)[idx], labels, p,
+                                                     projection="both" if both else "pca"))
     z_dim = getattr(model, "z_dim", None)
     if z_dim is not None and int(z_dim) == 2 and shape is not None:
         attempt("manifold.png", lambda p: manifold(model, shape, p))

@@ -351,3 +351,36 @@ def test_write_run_figures_without_images(tmp_path):
                                   log=msgs.append)
     assert sorted(p.rsplit("/", 1)[1] for p in out) == ["elbo.png", "latent.png"]
     assert len(msgs) == 1 and "samples.png" in msgs[0] and "not a perfect square" in msgs[0]
+
+
+def test_discriminant_directions_separate_what_pca_mixes():
+    # two classes that differ only along a low-variance axis: PCA's first
+    # component is the noisy axis, Fisher's first direction is the class axis
+    rng = np.random.default_rng(3)
+    m = 400
+    labels = np.repeat([0, 1], m // 2)
+    a = np.column_stack([10 * rng.standard_normal(m),            # large shared variance
+                         np.where(labels == 0, -1.0, 1.0) + 0.2 * rng.standard_normal(m),
+                         rng.standard_normal(m)])
+    lda, vals = plots.discriminant_directions(a, labels, 2)
+    pca, _ = plots.principal_components(a, 2)
+
+    def separation(s):  # gap between class means over the pooled within-class std
+        s0, s1 = s[labels == 0], s[labels == 1]
+        return abs(s0.mean() - s1.mean()) / np.sqrt(0.5 * (s0.var() + s1.var()))
+
+    assert separation(lda[:, 0]) > 8
+    assert separation(pca[:, 0]) < 1
+    assert vals[0] >= vals[1]
+
+
+def test_latent_both_projections_and_their_errors(tmp_path, x, labels):
+    model = VAE(16, 3, hidden=(8,), rng=np.random.default_rng(0))
+    fig = plots.latent_space(model, x, labels, projection="both")
+    assert len(fig.axes) == 2
+    assert "discriminant" in fig.axes[1].get_xlabel()
+    assert is_png(plots.latent_space(model, x, labels, tmp_path / "l.png", projection="lda"))
+    with pytest.raises(ValueError, match="needs labels"):
+        plots.latent_space(model, x, None, projection="lda")
+    with pytest.raises(ValueError, match="projection"):
+        plots.latent_space(model, x, labels, projection="tsne")
