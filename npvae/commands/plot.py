@@ -19,7 +19,7 @@ def add_arguments(parser):
     parser.add_argument("--data", default=None,
                         help="dataset whose test set the data figures use (%(default)s: the run's "
                              "dataset as recorded in its checkpoint, else glyphs)")
-    parser.add_argument("--data-dir", default=None, metavar="DIR",
+    parser.add_argument("--root", "--data-dir", dest="root", default=None, metavar="DIR",
                         help="directory holding the files of a file-based dataset (%(default)s: "
                              "the dataset's usual places)")
     parser.add_argument("--out", default=None, metavar="DIR",
@@ -54,7 +54,7 @@ def run(args):
     # the run's own data options (root, seed, sizes) when it is the run's dataset
     cli = (ckpt.train_config or {}).get("cli") or {}
     same = isinstance(cli, dict) and cli.get("data") == name
-    data = data_mod.load(name, root=args.data_dir or (cli.get("root") if same else None),
+    data = data_mod.load(name, root=args.root or (cli.get("root") if same else None),
                          seed=cli.get("data_seed", 0) if same else 0,
                          n_train=cli.get("n_train") if same else None,
                          n_test=cli.get("n_test") if same else None,

@@ -34,7 +34,7 @@ def _int_list(text, name):
 def add_arguments(parser):
     parser.add_argument("--data", default=None,
                         help="dataset name (default: the checkpoint's dataset, else glyphs)")
-    parser.add_argument("--data-dir", default=None, help="directory of a file-based dataset")
+    parser.add_argument("--root", "--data-dir", dest="root", default=None, help="directory of a file-based dataset")
     parser.add_argument("--checkpoint", default=None, metavar="RUN_DIR_OR_CHECKPOINT",
                         help="a trained run's directory or checkpoint.npz (default: a fresh model)")
     parser.add_argument("--z-dim", type=int, default=20, help="fresh model: latent size J")
@@ -74,7 +74,7 @@ def run(args):
     specs = V.parse_estimators(args.estimators)
     rng = np.random.default_rng(args.seed)
     model, data_name, binarize, source = _load_model(args)
-    data = npvae.data.load(data_name, root=args.data_dir)
+    data = npvae.data.load(data_name, root=args.root)
     if model is None:
         hidden = tuple(_int_list(args.hidden, "--hidden")) if args.hidden.strip() else ()
         likelihood = "bernoulli" if data.image_shape is not None else "gaussian"
