@@ -26,7 +26,7 @@ import numpy as np
 
 from npvae import distributions as dist
 from npvae._checks import check_array, check_dtype, check_rng
-from npvae.nn import ACTIVATIONS, INITS, MLP, sigmoid
+from npvae.nn import MLP, check_architecture, sigmoid
 
 LOSSES = ("bernoulli", "squared")
 
@@ -53,20 +53,9 @@ class Autoencoder:
 
     def __init__(self, x_dim, z_dim, hidden=(500,), activation="tanh", loss="bernoulli",
                  *, rng, dtype=np.float64, init="normal", init_scale=0.01):
-        x_dim, z_dim = int(x_dim), int(z_dim)
-        if x_dim < 1 or z_dim < 1:
-            raise ValueError(f"x_dim and z_dim must be positive, got {x_dim}, {z_dim}")
-        if isinstance(hidden, (int, np.integer)):
-            hidden = (int(hidden),)
-        hidden = tuple(int(h) for h in hidden)
-        if any(h < 1 for h in hidden):
-            raise ValueError(f"hidden sizes must be positive, got {hidden}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        x_dim, z_dim, hidden = check_architecture(x_dim, z_dim, hidden, activation, init)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
         check_rng(rng)
         self.dtype = check_dtype(dtype)
         self.x_dim, self.z_dim, self.hidden = x_dim, z_dim, hidden

@@ -179,6 +179,34 @@ def make_activation(name):
             f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}") from None
 
 
+def check_architecture(x_dim, z_dim, hidden, activation, init):
+    """Validate the sizes and names shared by the VAE and the autoencoder.
+
+    Returns ``(x_dim, z_dim, hidden)`` as ints and a tuple of ints (a single
+    int ``hidden`` means one hidden layer).  Raises ``ValueError`` naming the
+    argument.
+    """
+    try:
+        x_dim, z_dim = int(x_dim), int(z_dim)
+    except (TypeError, ValueError):
+        raise ValueError(f"x_dim and z_dim must be integers, got {x_dim!r}, {z_dim!r}") from None
+    if x_dim < 1 or z_dim < 1:
+        raise ValueError(f"x_dim and z_dim must be positive, got {x_dim}, {z_dim}")
+    if isinstance(hidden, (int, np.integer)):
+        hidden = (int(hidden),)
+    try:
+        hidden = tuple(int(h) for h in hidden)
+    except (TypeError, ValueError):
+        raise ValueError(f"hidden must be a tuple of positive sizes, got {hidden!r}") from None
+    if any(h < 1 for h in hidden):
+        raise ValueError(f"hidden sizes must be positive, got {hidden}")
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    return x_dim, z_dim, hidden
+
+
 class MLP:
     """Linear layers with an activation after each hidden one.
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from npvae import distributions as dist
 from npvae._checks import check_array, check_dtype, check_rng
-from npvae.nn import ACTIVATIONS, INITS, MLP, Linear, make_activation
+from npvae.nn import MLP, Linear, check_architecture, make_activation
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -70,20 +70,9 @@ class VAE:
     def __init__(self, x_dim, z_dim, hidden=(500,), activation="tanh", likelihood="bernoulli",
                  *, rng, dtype=np.float64, init="normal", init_scale=0.01,
                  gaussian_mean="sigmoid"):
-        x_dim, z_dim = int(x_dim), int(z_dim)
-        if x_dim < 1 or z_dim < 1:
-            raise ValueError(f"x_dim and z_dim must be positive, got {x_dim}, {z_dim}")
-        if isinstance(hidden, (int, np.integer)):
-            hidden = (int(hidden),)
-        hidden = tuple(int(h) for h in hidden)
-        if any(h < 1 for h in hidden):
-            raise ValueError(f"hidden sizes must be positive, got {hidden}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        x_dim, z_dim, hidden = check_architecture(x_dim, z_dim, hidden, activation, init)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
         if gaussian_mean not in ("sigmoid", "identity"):
             raise ValueError(f"gaussian_mean must be 'sigmoid' or 'identity', got {gaussian_mean!r}")
         check_rng(rng)
