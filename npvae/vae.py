@@ -198,6 +198,8 @@ class VAE:
 
     def log_px_backward(self, dlogp):
         """dlogp (L, M) = d loss / d log p(x | z_lm) -> dz (L, M, J); fills ``dec.*`` grads."""
+        if self._dec_cache is None:
+            raise ValueError("log_px_backward needs a preceding log_px(x, z) with backward=True")
         L, M, saved = self._dec_cache
         w = dlogp[:, :, None]
         if self.likelihood == "bernoulli":
