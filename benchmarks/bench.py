@@ -340,16 +340,18 @@ def benchmark(cfgs, reps, target, with_torch, log=print):
     log(f"{len(tasks)} timed tasks, {reps} interleaved repetitions of ~{target:g} s each; "
         f"load average {load_average()}")
     times = {(t.cfg.name, t.impl): [] for t in tasks}
+    cpu = {(t.cfg.name, t.impl): [] for t in tasks}
     for r in range(reps):
         for t in tasks:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             t.run(t.n)
             times[t.cfg.name, t.impl].append((time.perf_counter() - start) / t.n)
+            cpu[t.cfg.name, t.impl].append((time.process_time() - start_cpu) / t.n)
         log(f"  repetition {r + 1}/{reps} done")
-    return tasks, times, source
+    return tasks, times, cpu, source
 
 
-def report(tasks, times):
+def report(tasks, times, cpu):
     """Per-configuration rows: throughput, GEMM rate, fraction of peak, ratio to PyTorch."""
     peak = {}
     for t in tasks:
@@ -360,8 +362,11 @@ def report(tasks, times):
         if t.impl != "npvae":
             continue
         cfg, sec = t.cfg, np.asarray(times[t.cfg.name, "npvae"])
+        # CPU seconds of the whole process: with --threads 1 a load-independent
+        # cost measure; with more threads it also counts BLAS/OpenMP spin-waiting
         row = dict(config=cfg.name, about=cfg.about, dtype=cfg.dtype,
-                   sec_per_unit=summarize(sec), gflop_per_unit=t.flops / 1e9, note=t.note)
+                   sec_per_unit=summarize(sec), cpu_sec_per_unit=summarize(cpu[cfg.name, "npvae"]),
+                   gflop_per_unit=t.flops / 1e9, note=t.note)
         if cfg.kind == "train" and cfg.estimator == "reparam" and len(cfg.hidden) == 1:
             row["gflop_closed_form"] = paper_flops(784, cfg.hidden, 20, cfg.M, cfg.L) / 1e9
         rate = t.flops / sec
@@ -381,6 +386,9 @@ def report(tasks, times):
             row["ratio_vs_torch"] = float(np.median(paired))
             row["ratio_of_medians"] = float(np.median(tsec) / np.median(sec))
             row["ratio_paired"] = summarize(paired)
+            row["torch_cpu_sec_per_unit"] = summarize(cpu[cfg.name, "torch"])
+            row["ratio_cpu_time"] = float(np.median(np.asarray(cpu[cfg.name, "torch"])
+                                                    / np.asarray(cpu[cfg.name, "npvae"])))
         rows.append(row)
     by = {r["config"]: r for r in rows}
     derived = {}
@@ -403,22 +411,24 @@ def markdown(rows, derived, meta):
              f"load average {meta['load_before']} -> {meta['load_after']}",
              "",
              "| config | dtype | npvae ex/s, median [IQR] | PyTorch ex/s | npvae / PyTorch "
-             "| GFLOP/step | GEMM GFLOP/s | % of GEMM peak |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| same, CPU time | GFLOP/step | GEMM GFLOP/s | % of GEMM peak |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         if "examples_per_s" not in r:
             torch_rate = fmt(r["torch_gflops"], 1) + " GFLOP/s" if "torch_gflops" in r else "-"
             ratio = f"{r['ratio_vs_torch']:.2f}" if "ratio_vs_torch" in r else "-"
+            cpu_ratio = f"{r['ratio_cpu_time']:.2f}" if "ratio_cpu_time" in r else "-"
             lines.append(f"| {r['config']} | {r['dtype']} | peak: {fmt(r['gflops'], 1)} GFLOP/s "
-                         f"| {torch_rate} | {ratio} | {r['gflop_per_unit']:.1f} "
+                         f"| {torch_rate} | {ratio} | {cpu_ratio} | {r['gflop_per_unit']:.1f} "
                          f"| {r['gflops']['median']:.1f} | 100 |")
             continue
         torch_rate = fmt(r["torch_examples_per_s"]) if "torch_examples_per_s" in r else "-"
         ratio = (f"{r['ratio_vs_torch']:.2f} [{r['ratio_paired']['q1']:.2f}-"
                  f"{r['ratio_paired']['q3']:.2f}]" if "ratio_vs_torch" in r else "-")
         frac = f"{100 * r['fraction_of_peak']:.0f}" if "fraction_of_peak" in r else "-"
+        cpu_ratio = f"{r['ratio_cpu_time']:.2f}" if "ratio_cpu_time" in r else "-"
         lines.append(f"| {r['config']} | {r['dtype']} | {fmt(r['examples_per_s'])} | {torch_rate} "
-                     f"| {ratio} | {r['gflop_per_unit']:.3f} | {r['gflops']['median']:.1f} "
+                     f"| {ratio} | {cpu_ratio} | {r['gflop_per_unit']:.3f} | {r['gflops']['median']:.1f} "
                      f"| {frac} |")
     lines.append("")
     for k, v in derived.items():
@@ -428,7 +438,9 @@ def markdown(rows, derived, meta):
         lines.append(f"- optimizer: {n}")
     lines.append(f"- data: {meta['data']}")
     lines.append("- npvae / PyTorch: throughput ratio, the median over repetitions of PyTorch "
-                 "time / npvae time measured back to back [IQR]; > 1 means npvae is faster.")
+                 "time / npvae time measured back to back [IQR]; > 1 means npvae is faster. "
+                 "'same, CPU time': the ratio of process CPU time, load-independent with "
+                 "--threads 1 (with more threads it counts spin-waiting too).")
     return "\n".join(lines) + "\n"
 
 
@@ -522,10 +534,10 @@ def main(argv=None):
     if not have_torch and not args.no_torch:
         print("PyTorch is not installed: npvae only (pip install torch for the comparison)")
     target = args.seconds or (0.15 if args.quick else 0.5)
-    tasks, times, source = benchmark(cfgs, args.reps, target, with_torch)
+    tasks, times, cpu, source = benchmark(cfgs, args.reps, target, with_torch)
     meta["load_after"] = load_average()
     meta["data"] = source
-    rows, derived = report(tasks, times)
+    rows, derived = report(tasks, times, cpu)
     table = markdown(rows, derived, meta)
     print()
     print(table)
