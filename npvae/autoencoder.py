@@ -127,7 +127,7 @@ class Autoencoder:
             loss = -np.mean(logp)
         else:
             diff = x - out                                         # (M, D)
-            loss = 0.5 * np.mean(np.sum(diff * diff, axis=-1))     # (4.4), logvar = 0
+            loss = 0.5 * np.mean(np.sum(diff * diff, axis=-1))     # (4.4), logvar = 0, up to the constant D/2 log 2pi
             dlogp_dout = diff                                      # (4.5), logvar = 0
 
         dout = -dlogp_dout / M                                     # d loss / d out, (M, D)

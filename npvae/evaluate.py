@@ -48,10 +48,16 @@ def log_likelihood(model, x, n_samples=1000, rng=None, *, batch_size=100, chunk=
             k = min(step, n_samples - done)
             logw = np.asarray(model.log_importance_weights(xb, k, rng), dtype=np.float64)
             new_max = np.maximum(run_max, logw.max(axis=0))
-            run_sum = run_sum * np.exp(run_max - new_max) + np.exp(logw - new_max).sum(axis=0)
+            # finite references: an example whose weights so far are all zero
+            # (log w = -inf) keeps run_sum = 0 instead of turning into nan
+            ref = np.where(np.isfinite(new_max), new_max, 0.0)
+            old = np.where(np.isfinite(run_max), run_max, ref)
+            run_sum = run_sum * np.exp(old - ref) + np.exp(logw - ref).sum(axis=0)
             run_max = new_max
             done += k
-        out[start:start + m] = np.log(run_sum / n_samples) + run_max   # (7.2)
+        ref = np.where(np.isfinite(run_max), run_max, 0.0)
+        with np.errstate(divide="ignore"):
+            out[start:start + m] = np.log(run_sum / n_samples) + ref   # (7.2)
     return out
 
 

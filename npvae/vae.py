@@ -258,11 +258,13 @@ class VAE:
     def elbo_terms(self, x, n_samples, rng):
         """Per-example reconstruction term E_q[log p(x | z)] (L-sample estimate)
         and analytic KL(q(z | x) || p(z)): two (M,) arrays  (3.7)."""
+        if int(n_samples) < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         x = self.check_x(x)
         mu, logvar = self._encode(x)
         eps = check_rng(rng).standard_normal((int(n_samples),) + mu.shape).astype(self.dtype)
         z, _ = dist.reparameterize(mu, logvar, eps)
-        return np.mean(self.log_px(x, z), axis=0), dist.gaussian_kl(mu, logvar)
+        return np.mean(self.log_px(x, z, backward=False), axis=0), dist.gaussian_kl(mu, logvar)
 
     def zero_grads(self):
         for g in self.grads.values():
