@@ -283,18 +283,20 @@ def check_bernoulli_log_prob_grad(fn, seed=0):
 
 
 def _linear_cases(rng):
+    """(x, W, b, layer) cases: random values and the library's Linear set to W, b."""
+    from npvae.nn import Linear
     for N, i, o in [(1, 1, 1), (4, 3, 2), (6, 5, 7)]:
-        yield rng.standard_normal((N, i)), rng.standard_normal((i, o)), rng.standard_normal(o)
+        x, W, b = rng.standard_normal((N, i)), rng.standard_normal((i, o)), rng.standard_normal(o)
+        layer = Linear(i, o, rng=rng)
+        layer.params["W"][...], layer.params["b"][...] = W, b
+        yield x, W, b, layer
 
 
 def check_linear_forward(fn, seed=0):
     """``fn(x, W, b) -> out``: out = x W + b, x (N, in), W (in, out), b (out,)."""
-    from npvae.nn import Linear
     rng = np.random.default_rng(seed)
     cases = []
-    for x, W, b in _linear_cases(rng):
-        layer = Linear(*W.shape, rng=rng)
-        layer.params["W"][...], layer.params["b"][...] = W, b
+    for x, W, b, layer in _linear_cases(rng):
         cases.append({"desc": f"x {x.shape}, W {W.shape}", "args": (x, W, b),
                       "want": [layer.forward(x)]})
     return _run("check_linear_forward", fn, cases, ["out"])
@@ -302,12 +304,9 @@ def check_linear_forward(fn, seed=0):
 
 def check_linear_backward(fn, seed=0):
     """``fn(dout, x, W) -> (dx, dW, db)`` for out = x W + b  (5.1)-(5.3)."""
-    from npvae.nn import Linear
     rng = np.random.default_rng(seed)
     cases = []
-    for x, W, b in _linear_cases(rng):
-        layer = Linear(*W.shape, rng=rng)
-        layer.params["W"][...], layer.params["b"][...] = W, b
+    for x, W, b, layer in _linear_cases(rng):
         dout = rng.standard_normal((x.shape[0], W.shape[1]))
         layer.forward(x)
         dx = layer.backward(dout)
