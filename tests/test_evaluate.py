@@ -12,8 +12,8 @@ def ppca_setup():
     model = ds.model.to_vae()
     # an imperfect encoder: the exact posterior's mean shifted and its variance
     # inflated, so the IS estimate has a real gap to close as K grows
-    model.params["enc.mu.b"] += 0.5
-    model.params["enc.logvar.b"] += 1.0
+    model.params["enc.mu.b"] += 0.3
+    model.params["enc.logvar.b"] += 0.5
     return model, ds.x_test, ds.model.log_px(ds.x_test)
 
 
@@ -21,16 +21,16 @@ def test_is_estimate_converges_to_the_exact_log_px_on_ppca(ppca_setup):
     model, x, exact = ppca_setup
     rng = np.random.default_rng(0)
     gaps, ses = [], []
-    for K in (1, 10, 100, 3000):
+    for K in (1, 10, 100, 10000):
         # R independent estimates per example give the estimator's spread at this K
-        est = np.stack([evaluate.log_likelihood(model, x, n_samples=K, rng=rng) for _ in range(5)])
-        gap = exact - est                                 # (5, M): >= 0 in expectation (7.3)
+        est = np.stack([evaluate.log_likelihood(model, x, n_samples=K, rng=rng) for _ in range(8)])
+        gap = exact - est                                 # (8, M): >= 0 in expectation (7.3)
         gaps.append(gap.mean())
         ses.append(gap.std(ddof=1) / np.sqrt(gap.size))
     for a in range(3):                                    # the gap shrinks, each step by > 4 SE
         assert gaps[a] - gaps[a + 1] > 4 * np.hypot(ses[a], ses[a + 1]), (gaps, ses)
-    assert gaps[0] > 0.3                                  # K = 1 (the ELBO) is visibly below
-    assert abs(gaps[-1]) < max(0.01, 4 * ses[-1]), (gaps, ses)    # K = 3000: converged
+    assert gaps[0] > 1.0                                  # K = 1 (the ELBO) is visibly below
+    assert abs(gaps[-1]) < max(0.01, 4 * ses[-1]), (gaps, ses)    # K = 10000: converged
 
 
 def test_chunking_does_not_change_the_estimate(ppca_setup):
