@@ -140,3 +140,15 @@ def test_help_lists_every_option_with_its_default(capsys):
                 "--dtype", "--seed", "--eval-samples", "--eval-examples", "--resume"):
         assert opt in text, opt
     assert "(default: adam)" in text and "(default: glyphs)" in text
+
+
+def test_resume_keeps_the_evaluation_settings_unless_given(tmp_path):
+    run_dir = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--epochs", "1", "--out", str(run_dir)]) == 0
+    assert cli.main(["train", "--resume", str(run_dir), "--epochs", "2"]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["eval_samples"] == 10                   # TINY's, not the default 1000
+    assert not (run_dir / "elbo.png").exists()             # --no-figures kept
+    assert cli.main(["train", "--resume", str(run_dir), "--epochs", "3",
+                     "--eval-samples", "7"]) == 0
+    assert json.loads((run_dir / "summary.json").read_text())["eval_samples"] == 7

@@ -39,6 +39,8 @@ _RUN_OPTIONS = ("data", "root", "n_train", "n_test", "data_seed", "z_dim", "hidd
                 "activation", "likelihood", "init", "estimator", "kl", "baseline", "samples",
                 "optimizer", "lr", "batch_size", "beta", "warmup", "weight_decay", "binarize",
                 "dtype", "seed")
+# options a resume may change; left out, they keep the run's values
+_OUTPUT_OPTIONS = ("eval_samples", "eval_examples", "checkpoint_every", "figures")
 
 
 def add_arguments(parser):
@@ -197,6 +199,11 @@ def _resumed_args(args):
         setattr(args, name, saved.get(name, DEFAULTS[name]))
     if conflicts:
         raise ValueError("a resumed run keeps its settings; remove " + ", ".join(conflicts))
+    # how the run is evaluated and drawn may change on resume, but by default
+    # it stays as the run was started
+    for name in _OUTPUT_OPTIONS:
+        if getattr(args, name) == DEFAULTS[name] and name in saved:
+            setattr(args, name, saved[name])
     if args.out is None:
         args.out = os.path.dirname(os.path.abspath(ck.path))
     return ck
@@ -244,7 +251,7 @@ def run(args):
         if args.baseline == "moving-average":
             options["state"] = estimators.BaselineState()
 
-    cli_settings = {k: getattr(args, k) for k in _RUN_OPTIONS}
+    cli_settings = {k: getattr(args, k) for k in _RUN_OPTIONS + _OUTPUT_OPTIONS}
     run_info = dict(cli=cli_settings, data=args.data, image_shape=data.image_shape,
                     name=name)
     os.makedirs(run_dir, exist_ok=True)
