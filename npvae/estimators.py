@@ -275,10 +275,17 @@ def iwae(model, x, *, rng=None, eps=None, n_samples=1):
     K, M, _ = eps.shape
     log_w, (z, mu, logvar, std) = _log_weights(model, x, eps)
     top = np.max(log_w, axis=0)                                    # (M,), for a stable log-sum-exp
-    shifted = np.exp(log_w - top)                                  # (K, M)
+    diff = log_w - top
+    shifted = np.exp(diff)                                         # (K, M)
     total = shifted.sum(axis=0)                                    # (M,)
     bound = np.log(total / K) + top                                # (M,)  (7.7)
     loss = -np.mean(bound)
+    # in the gradient, a sample whose weight is below the dtype's epsilon times
+    # the largest is dropped: it is below what the sum can resolve, and its
+    # products with small gradient entries underflowed to denormals, which
+    # slowed the whole backward pass 8x (measured: 0.11 s -> 0.9 s per K = 50
+    # float32 step of the paper model once training spread the weights)
+    shifted[diff < np.log(np.finfo(shifted.dtype).eps)] = 0
     w_norm = shifted / total                                       # (K, M)  (7.8)
     dlogw = (-w_norm / M).astype(model.dtype, copy=False)          # (7.8)
     (dmu, dlogvar), (dmu_q, dlogvar_q) = _log_weight_backward(model, z, mu, logvar, eps, std, dlogw)
