@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "nn", "distributions", "vae", "estimators", "gradcheck", "optim", "train",
     "evaluate", "variance", "data", "plots", "helmholtz", "lab1d", "exercises",
-    "autoencoder", "cli", "checkpoint",
+    "autoencoder", "cli", "checkpoint", "student",
 }
 _CLASSES = {
     "VAE": "vae",

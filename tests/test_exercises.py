@@ -10,6 +10,7 @@ import pytest
 import npvae
 from npvae import distributions as dist
 from npvae import exercises as ex
+from npvae import student
 from npvae import gradcheck
 from npvae.cli import main
 
@@ -189,7 +190,7 @@ check(kl)'''
 
 def test_strip_solutions_inside_a_def_keeps_signature_and_docstring():
     counter = [0]
-    out = ex.strip_solutions(SOLVED, counter)
+    out = student.strip_solutions(SOLVED, counter)
     assert counter == [1]
     assert "np.exp(logvar), axis=-1)" not in out and "SOLUTION" not in out
     assert 'def kl(mu, logvar):\n    """The KL."""\n    # YOUR CODE HERE\n' \
@@ -205,7 +206,7 @@ def test_strip_solutions_region_starting_with_def_and_top_level_code():
     src = ('x = 1\n### BEGIN SOLUTION\ndef f(a,\n      b):\n    """Doc\n    more."""\n'
            '    return a + b\n### END SOLUTION\n### BEGIN SOLUTION\ny = f(x, 2)\n### END SOLUTION')
     counter = [3]
-    out = ex.strip_solutions(src, counter)
+    out = student.strip_solutions(src, counter)
     assert counter == [5]
     assert "return a + b" not in out and "y = f(x, 2)" not in out
     assert 'def f(a,\n      b):\n    """Doc\n    more."""\n    # YOUR CODE HERE\n' in out
@@ -220,8 +221,8 @@ def test_strip_solutions_region_starting_with_def_and_top_level_code():
     "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION",
 ])
 def test_unbalanced_markers_raise(src):
-    with pytest.raises(ex.SolutionMarkerError):
-        ex.strip_solutions(src)
+    with pytest.raises(student.SolutionMarkerError):
+        student.strip_solutions(src)
 
 
 def _notebook(path, cells):
@@ -270,5 +271,5 @@ def test_command_errors(tmp_path, capsys):
 
 
 def test_find_notebooks_default_is_the_repository_directory():
-    paths = ex.find_notebooks()
+    paths = student.find_notebooks()
     assert paths and all(p.parent.name == "notebooks" and p.suffix == ".ipynb" for p in paths)

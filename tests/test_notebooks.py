@@ -24,7 +24,7 @@ pytest.importorskip("ipykernel")
 
 from nbclient.exceptions import CellExecutionError  # noqa: E402
 
-from npvae import exercises  # noqa: E402
+from npvae import student as student_nb  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
@@ -46,9 +46,9 @@ def _marked_lines(source):
     lines, inside = [], False
     for line in source.split("\n"):
         s = line.strip()
-        if s in (exercises.BEGIN, exercises.MD_BEGIN):
+        if s in (student_nb.BEGIN, student_nb.MD_BEGIN):
             inside = True
-        elif s in (exercises.END, exercises.MD_END):
+        elif s in (student_nb.END, student_nb.MD_END):
             inside = False
         elif inside and s:
             lines.append(s)
@@ -74,7 +74,7 @@ def test_committed_notebook_is_clean(path):
             assert cell.outputs == [] and cell.execution_count is None
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert 'os.environ.get("NPVAE_FAST") == "1"' in text, "no FAST settings cell"
-    assert exercises.BEGIN in text, "a notebook without exercises"
+    assert student_nb.BEGIN in text, "a notebook without exercises"
     # never redefine library code: no classes, and no function named like a library one
     import npvae
     library = {name for mod in ("distributions", "nn", "vae", "estimators", "evaluate")
@@ -84,12 +84,12 @@ def test_committed_notebook_is_clean(path):
     for name in re.findall(r"^def (\w+)", text, re.M):
         src = next(c.source for c in nb.cells if f"def {name}(" in c.source)
         if name in library:
-            assert exercises.BEGIN in src, f"{path.name} redefines npvae's {name} outside an exercise"
+            assert student_nb.BEGIN in src, f"{path.name} redefines npvae's {name} outside an exercise"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_student_version_has_no_solution(path, tmp_path):
-    written = exercises.make_student_notebooks(tmp_path, NB_DIR)
+    written = student_nb.make_student_notebooks(tmp_path, NB_DIR)
     student_path = tmp_path / path.name
     assert student_path in [w for w, _ in written]
     solution = nbformat.read(path, as_version=4)
@@ -124,7 +124,7 @@ def test_notebook_runs_and_every_exercise_is_checked(path, tmp_path, monkeypatch
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", os.environ.get("OPENBLAS_NUM_THREADS", "1"))
     solution = nbformat.read(path, as_version=4)
-    student, n_exercises = exercises.make_student_notebook(solution)
+    student, n_exercises = student_nb.make_student_notebook(solution)
     assert n_exercises >= 1
     client = nbclient.NotebookClient(solution, timeout=TIMEOUT, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})

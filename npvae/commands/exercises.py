@@ -6,7 +6,7 @@ Each solution notebook's code between ``### BEGIN SOLUTION`` and
 checkers that follow each exercise then fail with "not implemented yet" until
 the student fills it in.
 """
-from npvae import exercises
+from npvae import student
 
 
 def add_arguments(parser):
@@ -20,7 +20,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    written = exercises.make_student_notebooks(args.out, args.src, overwrite=args.force)
+    written = student.make_student_notebooks(args.out, args.src, overwrite=args.force)
     for path, n in written:
         print(f"wrote {path}  ({n} exercise{'s' if n != 1 else ''})")
     return 0
