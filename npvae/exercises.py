@@ -130,15 +130,6 @@ def cmp(name, manual, reference, tol=TOL):
                              f"(max |manual - reference| = {diff:.3g})")
 
 
-def panels(ncols, nrows=1, size=(5.2, 4.6)):
-    """A figure with a grid of empty axes, (figure, axes), for drawing several of
-    ``npvae.plots``' figures side by side (pass ``ax=`` to them).  The figure shows
-    itself inline when it is a notebook cell's value, with or without pyplot."""
-    from npvae.plots import _new_figure
-    fig = _new_figure((size[0] * ncols, size[1] * nrows))
-    return fig, fig.subplots(nrows, ncols, squeeze=False).ravel()
-
-
 # ---------------------------------------------------------------- notebook 01: KL, reparameterization
 
 def check_gaussian_kl(fn, seed=0):

@@ -71,6 +71,15 @@ def _new_figure(figsize):
     return fig
 
 
+def panels(ncols, nrows=1, size=(5.2, 4.6)):
+    """A new figure with a grid of empty axes: (figure, flat array of axes), for
+    drawing several of this module's figures side by side (pass ``ax=``).  The
+    figure shows itself inline when it is a notebook cell's value, with or
+    without pyplot."""
+    fig = _new_figure((size[0] * ncols, size[1] * nrows))
+    return fig, fig.subplots(nrows, ncols, squeeze=False).ravel()
+
+
 def _axes(ax, figsize):
     """(figure, axes): the caller's axes, or one axes on a new figure."""
     if ax is not None:

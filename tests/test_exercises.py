@@ -122,7 +122,7 @@ def test_check_elbo_identity(capsys):
 
 
 def test_panels_is_a_row_of_axes_that_shows_inline():
-    fig, axes = ex.panels(3)
+    fig, axes = npvae.plots.panels(3)
     assert len(axes) == 3 and all(ax.figure is fig for ax in axes)
     npvae.plots.image_grid(np.random.default_rng(0).random((4, 9)), (3, 3), ax=axes[0])
     assert fig._repr_png_()[:4] == b"\x89PNG"

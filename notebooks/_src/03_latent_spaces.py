@@ -43,7 +43,7 @@ except FileNotFoundError:
 print(data)
 D, shape = data.x_dim, data.image_shape
 x_test, y_test = data.x_test, data.y_test
-panels = npvae.exercises.panels        # a row of axes to draw the library's figures into
+panels = npvae.plots.panels        # a row of axes to draw the library's figures into
 
 # %% [markdown]
 # ## Training both models

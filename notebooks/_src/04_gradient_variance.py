@@ -104,7 +104,7 @@ assert all(abs(r["z_mean"]) < 5 and abs(r["z_variance"]) < 5 for r in table)
 # for the quadratic, the pathwise one like $(\mu - c)^2$.
 
 # %%
-fig, axes = npvae.exercises.panels(2)
+fig, axes = npvae.plots.panels(2)
 mus = np.linspace(-6, 4, 101)
 for ax, param in zip(axes, lab1d.PARAMS):
     for est in lab1d.ESTIMATORS:

@@ -83,7 +83,7 @@ for step, kl in shown + ([kls[-1]] if shown[-1] != kls[-1] else []):
 assert kls[-1][1] < kls[0][1], "wake-sleep should bring the model closer to the world"
 
 # %%
-fig, (ax,) = npvae.exercises.panels(1, size=(6, 3.5))
+fig, (ax,) = npvae.plots.panels(1, size=(6, 3.5))
 steps_, kl_values = zip(*kls)
 ax.plot(steps_, kl_values, marker=".")
 ax.set_xlabel("wake-sleep steps (one example each)")
@@ -127,7 +127,7 @@ assert ll_hm_is <= ll_hm_exact + 0.05     # IS is a stochastic lower bound (7.3)
 # images the comparison goes the other way, as in the paper's Figures 2 and 3 (`npvae compare`).
 
 # %%
-fig, axes = npvae.exercises.panels(2, size=(4, 3))
+fig, axes = npvae.plots.panels(2, size=(4, 3))
 npvae.plots.samples(vae, bars.image_shape, n=24, rng=rng, nrow=3, ax=axes[0], title="VAE: samples (means)")
 npvae.plots.samples(hm, bars.image_shape, n=24, rng=rng, nrow=3, ax=axes[1], title="Helmholtz machine: dreams")
 fig
