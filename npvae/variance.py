@@ -332,19 +332,18 @@ def compare_means(a, b):
 def plot(table, path=None, groups=GROUPS):
     """Total variance and median SNR against L on log axes, one line per
     estimator, one row of panels per group.  Returns the Figure; saves it to
-    ``path`` if given (matplotlib Figure + Agg canvas, no pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    ``path`` if given.  The figure comes from :func:`npvae.plots.panels`, so it
+    needs no pyplot state and shows itself inline in a notebook."""
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
+    from npvae.plots import panels
+
     groups = [g for g in groups if len(table.where(group=g))]
-    fig = Figure(figsize=(10, 3.6 * max(1, len(groups))))
-    FigureCanvasAgg(fig)
+    fig, axes = panels(2, max(1, len(groups)), size=(5, 3.6))
     labels = list(dict.fromkeys(table.column("estimator")))
     titles = {"enc": "encoder (phi)", "dec": "decoder (theta)"}
     for i, group in enumerate(groups):
-        ax_v = fig.add_subplot(len(groups), 2, 2 * i + 1)
-        ax_s = fig.add_subplot(len(groups), 2, 2 * i + 2)
+        ax_v, ax_s = axes[2 * i], axes[2 * i + 1]
         for label in labels:
             rows = table.where(estimator=label, group=group)
             if not len(rows):
