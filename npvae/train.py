@@ -25,6 +25,7 @@ import inspect
 import json
 import math
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -88,12 +89,19 @@ class History(dict):
             if isinstance(v, float):
                 return "" if math.isnan(v) else repr(v)
             return str(v)
-        tmp = f"{os.fspath(path)}.tmp"
-        with open(tmp, "w") as f:
-            f.write(",".join(self) + "\n")
-            for i in range(len(self)):
-                f.write(",".join(cell(self[c][i]) for c in self) + "\n")
-        os.replace(tmp, path)
+        path = os.fspath(path)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                                   prefix=os.path.basename(path) + ".", suffix=".part")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(",".join(self) + "\n")
+                for i in range(len(self)):
+                    f.write(",".join(cell(self[c][i]) for c in self) + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
         return path
 
 
@@ -196,6 +204,9 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
     except (TypeError, ValueError) as err:
         raise ValueError(f"run_info must be JSON-serializable: {err}") from None
     x_train = model.check_x(x_train, "x_train")
+    # the data's shape is part of the run: a resume on other data is another run
+    settings["n_train"] = int(x_train.shape[0])
+    train_config["n_train"] = settings["n_train"]
     if x_test is not None:
         x_test = model.check_x(x_test, "x_test")
     if binarize is not None and getattr(model, "likelihood", "bernoulli") != "bernoulli":
@@ -207,8 +218,6 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
     if resume is not None:
         rng, counters, history = _resume(resume, model, opt, state_options, settings)
         checkpoint_path = resume if checkpoint_path is None else checkpoint_path
-        if os.path.isdir(os.fspath(checkpoint_path)):
-            checkpoint_path = os.path.join(os.fspath(checkpoint_path), "checkpoint.npz")
     else:
         check_rng(rng)
         # evaluation gets its own stream, seeded once from the training rng
@@ -216,6 +225,8 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
                     "eval_seed": int(rng.integers(2 ** 63))}
         history = History()
     eval_seed = counters["eval_seed"]
+    if checkpoint_path is not None and os.path.isdir(os.fspath(checkpoint_path)):
+        checkpoint_path = os.path.join(os.fspath(checkpoint_path), "checkpoint.npz")
 
     if binarize is not None:
         from npvae.data import binarize as binarize_fn
@@ -266,7 +277,7 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
                 _check_finite(loss, grads, epoch, i + 1, steps_per_epoch, counters,
                               _last_good(checkpoint_path, saved_epoch), lr)
                 opt.step(grads)                                                 # (9.10)
-                total += loss * len(idx)
+                total += float(loss) * len(idx)
                 counters["step"] += 1
                 counters["examples_seen"] += len(idx)
             seconds = time.perf_counter() - t0
@@ -446,7 +457,8 @@ def _resume(path, model, opt, state_options, settings):
     ckpt_io.check_model(ck, model)
     saved = ck.train_config
     diff = [f"{k}: checkpoint {saved.get(k)!r}, now {settings[k]!r}"
-            for k in _MUST_MATCH if json.loads(json.dumps(settings[k])) != saved.get(k)]
+            for k in _MUST_MATCH + ("n_train",)
+            if json.loads(json.dumps(settings[k])) != saved.get(k)]
     if diff:
         raise ValueError(f"cannot resume from {ck.path}: training settings differ ("
                          + "; ".join(diff) + ")")

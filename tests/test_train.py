@@ -300,3 +300,47 @@ def test_gaussian_model_cannot_be_binarized():
     with pytest.raises(ValueError, match="Bernoulli"):
         fit(m, np.random.default_rng(0).random((10, 4)), epochs=1, binarize="threshold",
             rng=np.random.default_rng(0), log=None)
+
+
+def test_custom_estimator_with_a_numpy_scalar_loss_checkpoints(tmp_path, data):
+    # np.mean of a float32 array is np.float32, which JSON cannot hold
+    x, xt = data
+
+    def est(model, xb, *, rng=None, eps=None, n_samples=1):
+        loss, grads = estimators.reparam(model, xb, rng=rng, n_samples=n_samples)
+        return np.float32(loss), grads
+
+    model = new_model(dtype=np.float32)
+    h = fit(model, x, x_test=xt, estimator=est, epochs=1, batch_size=20, lr=0.01,
+            rng=np.random.default_rng(0), checkpoint_path=tmp_path / "ck.npz")
+    assert isinstance(h["train_elbo"][0], float)
+    assert ckpt_io.read(tmp_path / "ck.npz").counters["epoch"] == 1
+
+
+def test_checkpoint_path_may_be_a_run_directory(tmp_path, data):
+    x, xt = data
+    fit(new_model(), x, epochs=1, batch_size=20, rng=np.random.default_rng(0),
+        checkpoint_path=tmp_path)
+    assert (tmp_path / "checkpoint.npz").exists()
+
+
+def test_resume_on_other_training_data_is_refused(tmp_path, data):
+    x, xt = data
+    fit(new_model(), x, epochs=1, batch_size=20, rng=np.random.default_rng(0),
+        checkpoint_path=tmp_path / "ck.npz")
+    model = new_model()
+    before = {k: v.copy() for k, v in model.params.items()}
+    with pytest.raises(ValueError, match="n_train"):
+        fit(model, x[:-5], epochs=2, batch_size=20, resume=tmp_path / "ck.npz")
+    assert all(np.array_equal(before[k], model.params[k]) for k in before)
+
+
+def test_history_csv_leaves_no_temporary_file_on_failure(tmp_path):
+    class Boom:
+        def __str__(self):
+            raise KeyboardInterrupt
+
+    h = History(epoch=[Boom()])           # Ctrl-C while the file is half written
+    with pytest.raises(KeyboardInterrupt):
+        h.to_csv(tmp_path / "history.csv")
+    assert list(tmp_path.iterdir()) == []
