@@ -340,7 +340,8 @@ def test_history_csv_leaves_no_temporary_file_on_failure(tmp_path):
         def __str__(self):
             raise KeyboardInterrupt
 
-    h = History(epoch=[Boom()])           # Ctrl-C while the file is half written
+    h = History()
+    h.append(epoch=Boom())                # Ctrl-C while the file is half written
     with pytest.raises(KeyboardInterrupt):
         h.to_csv(tmp_path / "history.csv")
     assert list(tmp_path.iterdir()) == []
