@@ -555,3 +555,48 @@ def test_download_into_root(tmp_path, data_http_server):
     ds = data.load("mnist", root=tmp_path / "mine", download=True, base_url=url,
                    checksums=_sums(served))
     assert ds.source == str(tmp_path / "mine") and len(list((tmp_path / "mine").iterdir())) == 4
+
+
+def test_frey_download_is_parsed_before_it_enters_the_cache(tmp_path, data_http_server):
+    # no published checksum for frey_rawface.mat: an HTML error page served in
+    # its place must be refused and leave nothing behind, so a later try fetches again
+    served, url = data_http_server
+    (served / "frey_rawface.mat").write_bytes(b"<html>not found</html>")
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        with pytest.raises(ValueError, match="not a readable MATLAB"):
+            data.load("frey-faces", download=True, cache_dir=cache, base_url=url)
+        assert not list((cache / "frey-faces").glob("*"))
+    ff = _fake_frey(served / "frey_rawface.mat")
+    with pytest.warns(UserWarning, match="no known SHA-256"):
+        ds = data.load("frey-faces", download=True, cache_dir=cache, base_url=url)
+    assert ds.x_train.shape[0] + ds.x_test.shape[0] == ff.shape[1]
+
+
+def test_download_cut_short_is_refused(tmp_path):
+    import http.server
+    import threading
+
+    class Short(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)          # then the connection closes
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Short)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        dest = tmp_path / "f.bin"
+        with pytest.raises(FileNotFoundError, match="cut short: 10 of 1000 bytes"):
+            data.download(f"http://127.0.0.1:{server.server_address[1]}/f.bin", dest)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

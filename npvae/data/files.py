@@ -32,15 +32,18 @@ def cache_dir(path=None):
     return Path.home() / ".cache" / "npvae"
 
 
-def _atomic_write(path, write):
-    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename
-    it to ``path`` (so a reader never sees half a file)."""
+def _atomic_write(path, write, check=None):
+    """Call ``write(fileobj)`` on a temporary file next to ``path``, then
+    ``check(temporary path)`` if given (it raises to refuse the file), then
+    rename it to ``path`` (so a reader never sees half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        if check is not None:
+            check(Path(tmp))
         os.chmod(tmp, 0o644)          # mkstemp makes it private; a cache is for everyone
         os.replace(tmp, path)
     except BaseException:
@@ -176,13 +179,16 @@ def sha256(path):
     return h.hexdigest()
 
 
-def download(url, dest, sha256_hex=None, timeout=60):
+def download(url, dest, sha256_hex=None, timeout=60, validate=None):
     """Fetch ``url`` to ``dest``: streamed into a temporary file next to it,
-    checked against ``sha256_hex`` (if given), then renamed into place.
+    checked (length against the server's Content-Length, SHA-256 against
+    ``sha256_hex`` if given, then ``validate(path)`` if given, e.g. parsing
+    it), then renamed into place.
 
-    A failed or mismatching download leaves nothing behind.  Raises
-    FileNotFoundError when the server cannot deliver the file (HTTP error,
-    no connection) and ValueError on a checksum mismatch.
+    A failed, short, mismatching or invalid download leaves nothing behind.
+    Raises FileNotFoundError when the server cannot deliver the file (HTTP
+    error, no connection, cut short) and ValueError on a checksum mismatch
+    (``validate`` raises what it raises).
     """
     dest = Path(dest)
     h = hashlib.sha256()
@@ -190,9 +196,16 @@ def download(url, dest, sha256_hex=None, timeout=60):
     def write(f):
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
+                expected = response.headers.get("Content-Length")
+                received = 0
                 for block in iter(lambda: response.read(1 << 16), b""):
                     h.update(block)
                     f.write(block)
+                    received += len(block)
+            # http.client returns b"" instead of raising when the connection drops
+            if expected is not None and expected.isdigit() and received != int(expected):
+                raise FileNotFoundError(f"download of {url} was cut short: {received} of "
+                                        f"{expected} bytes; try again")
         except urllib.error.HTTPError as err:
             raise FileNotFoundError(f"download of {url} failed: HTTP {err.code} {err.reason}; "
                                     f"check the URL (base_url=) or put the file in a "
@@ -205,7 +218,7 @@ def download(url, dest, sha256_hex=None, timeout=60):
             raise ValueError(f"SHA-256 mismatch for {url}: expected {sha256_hex}, got "
                              f"{h.hexdigest()}; the download was discarded")
 
-    _atomic_write(dest, write)
+    _atomic_write(dest, write, check=validate)
     if sha256_hex is None:
         warnings.warn(f"no known SHA-256 for {dest.name}; downloaded file has SHA-256 "
                       f"{h.hexdigest()} (checked by parsing only)")
@@ -230,7 +243,8 @@ def _how_to_get(name):
     return "; ".join(ways)
 
 
-def _locate(name, files, root, cache, do_download, base_url, checksums, find=_find_file):
+def _locate(name, files, root, cache, do_download, base_url, checksums, find=_find_file,
+            validate=None):
     """Paths of ``files`` of dataset ``name``, all from one directory.
 
     Looks in ``root`` if given, else in the system directories and then in
@@ -259,7 +273,7 @@ def _locate(name, files, root, cache, do_download, base_url, checksums, find=_fi
             continue
         remote = f if f.endswith(".mat") else f + ".gz"
         print(f"downloading {base + remote} -> {dest / remote}", file=sys.stderr)
-        out.append(download(base + remote, dest / remote, table.get(remote)))
+        out.append(download(base + remote, dest / remote, table.get(remote), validate=validate))
     return out
 
 
@@ -295,13 +309,17 @@ def _load_frey(root, cache, do_download, base_url, checksums):
         p = Path(d) / f
         return p if p.is_file() else None
 
+    def read(path):
+        try:
+            return loadmat(path)
+        except Exception as err:        # scipy raises several types for a bad file
+            raise ValueError(f"{path}: not a readable MATLAB file ({err}); delete it and "
+                             f"get frey_rawface.mat again") from None
+
+    # no published checksum: a download is parsed before it enters the cache
     (path,) = _locate("frey-faces", (FREY_FILE,), root, cache, do_download, base_url,
-                      checksums, find=find)
-    try:
-        mat = loadmat(path)
-    except Exception as err:        # scipy raises several types for a bad file
-        raise ValueError(f"{path}: not a readable MATLAB file ({err}); delete it and get "
-                         f"frey_rawface.mat again") from None
+                      checksums, find=find, validate=read)
+    mat = read(path)
     if "ff" not in mat:
         found = sorted(k for k in mat if not k.startswith("__"))
         raise ValueError(f"{path}: no variable 'ff' (found {found})")
