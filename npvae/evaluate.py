@@ -32,6 +32,9 @@ def log_likelihood(model, x, n_samples=1000, rng=None, *, batch_size=100, chunk=
     n_samples = int(n_samples)
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    for name, v in (("batch_size", batch_size), ("chunk", chunk)):
+        if v is not None and (isinstance(v, bool) or int(v) != v or v < 1):
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
     x = model.check_x(x)
     M = x.shape[0]
     out = np.empty(M, dtype=np.float64)

@@ -454,6 +454,11 @@ def _check_q_update(q_update, reweighted):
         return "both" if reweighted else "sleep"
     if q_update not in Q_UPDATES:
         raise ValueError(f"q_update must be one of {Q_UPDATES} or None, got {q_update!r}")
+    if q_update != "sleep" and not reweighted:
+        # with equal weights on h ~ q the wake-phase q gradient is the mean score
+        # of q, whose expectation is zero: a random walk, not learning
+        raise ValueError(f"q_update={q_update!r} needs reweighted=True (without importance "
+                         "weights the wake-phase q update has expectation zero)")
     return q_update
 
 

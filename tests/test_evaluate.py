@@ -54,5 +54,7 @@ def test_bad_arguments(ppca_setup):
         evaluate.log_likelihood(model, x, n_samples=0, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="rng"):
         evaluate.log_likelihood(model, x, n_samples=5, rng=0)
+    with pytest.raises(ValueError, match="chunk"):
+        evaluate.log_likelihood(model, x, n_samples=5, rng=np.random.default_rng(0), chunk=2.5)
     with pytest.raises(ValueError, match="x"):
         evaluate.log_likelihood(model, x[:, :3], n_samples=5, rng=np.random.default_rng(0))

@@ -88,6 +88,8 @@ def test_bad_inputs_raise_value_errors():
         hm.wake_sleep_step(x, 0.1, 0)
     with pytest.raises(ValueError, match="q_update"):
         hm.wake_sleep_step(x, 0.1, rng, q_update="dream")
+    with pytest.raises(ValueError, match="needs reweighted=True"):
+        hm.wake_sleep_step(x, 0.1, rng, q_update="wake")
     with pytest.raises(ValueError, match="n_samples"):
         hm.log_importance_weights(x, 0, rng)
     with pytest.raises(ValueError, match="list of 2 arrays"):
