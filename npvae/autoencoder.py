@@ -26,7 +26,7 @@ import numpy as np
 
 from npvae import distributions as dist
 from npvae._checks import check_array, check_dtype, check_rng
-from npvae.nn import MLP, check_architecture, sigmoid
+from npvae.nn import MLP, ParamStore, check_architecture, param_count, sigmoid
 
 LOSSES = ("bernoulli", "squared")
 
@@ -61,9 +61,12 @@ class Autoencoder:
         self.x_dim, self.z_dim, self.hidden = x_dim, z_dim, hidden
         self.activation, self.loss, self.init, self.init_scale = activation, loss, init, float(init_scale)
 
-        kw = dict(rng=rng, dtype=self.dtype, init=init, scale=init_scale)
-        self.encoder = MLP((x_dim,) + hidden + (z_dim,), activation, **kw)
-        self.decoder = MLP((z_dim,) + hidden[::-1] + (x_dim,), activation, **kw)
+        enc_sizes, dec_sizes = (x_dim,) + hidden + (z_dim,), (z_dim,) + hidden[::-1] + (x_dim,)
+        # one flat parameter array, as the VAE (npvae.nn.ParamStore)
+        self.store = ParamStore(param_count(enc_sizes) + param_count(dec_sizes), self.dtype)
+        kw = dict(rng=rng, dtype=self.dtype, init=init, scale=init_scale, store=self.store)
+        self.encoder = MLP(enc_sizes, activation, **kw)
+        self.decoder = MLP(dec_sizes, activation, **kw)
         self.params, self.grads = {}, {}
         for prefix, part in (("enc.", self.encoder), ("dec.", self.decoder)):
             for k in part.params:

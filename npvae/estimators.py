@@ -5,6 +5,9 @@
 ``loss`` is -ELBO averaged over the minibatch, in nats per example (a float);
 ``grads`` maps every key of ``model.params`` to d loss / d param, as new
 arrays (the model's own ``grads`` buffers are overwritten by the next call).
+With ``copy=False`` (every estimator here takes it) ``grads`` holds the
+model's own buffers instead: what a training loop that uses them at once
+wants (no copy of every gradient per step), not an experiment that keeps them.
 ``eps`` of shape (L, M, J) fixes the noise, making ``loss`` a deterministic
 function of the parameters (what a finite-difference test needs); otherwise
 it is drawn from ``rng``.
@@ -15,6 +18,7 @@ import numpy as np
 
 from npvae import distributions as dist
 from npvae._checks import check_array, check_rng
+from npvae.nn import flat_base
 
 KL_MODES = ("analytic", "mc")
 
@@ -42,11 +46,23 @@ def draw_eps(model, x, rng, eps, n_samples):
     return rng.standard_normal((n_samples, M, model.z_dim)).astype(model.dtype, copy=False)
 
 
-def _collect(model):
-    return {k: g.copy() for k, g in model.grads.items()}
+def _collect(model, copy=True):
+    """The grads to return: copies (default) or the model's own buffers."""
+    if not copy:
+        return dict(model.grads)
+    flat = flat_base(model.grads.values())
+    if flat is None:
+        return {k: g.copy() for k, g in model.grads.items()}
+    # a model on a flat ParamStore: one copy of one array, handed out as views
+    # (measured 0.32 ms -> 0.2 ms per step for the paper's model, float32)
+    flat, out, offset = flat.copy(), {}, 0
+    for k, g in model.grads.items():
+        out[k] = flat[offset:offset + g.size].reshape(g.shape)
+        offset += g.size
+    return out
 
 
-def reparam(model, x, *, rng=None, eps=None, n_samples=1, kl="analytic", beta=1.0):
+def reparam(model, x, *, rng=None, eps=None, n_samples=1, kl="analytic", beta=1.0, copy=True):
     """The SGVB estimators of Kingma & Welling (2013), reparameterized.
 
     ``kl="analytic"``: estimator B (the paper's eq. 10), per example
@@ -90,7 +106,7 @@ def reparam(model, x, *, rng=None, eps=None, n_samples=1, kl="analytic", beta=1.
         dlogvar_direct = scale * dlogvar_q.sum(axis=0)
     dmu, dlogvar = dist.reparameterize_backward(dz, eps, std)     # (3.4), (3.5)
     model.encoder_backward(dmu + dmu_direct, dlogvar + dlogvar_direct)   # (5.11)
-    return float(loss), _collect(model)
+    return float(loss), _collect(model, copy)
 
 
 # ---------------------------------------------------------------- score function (REINFORCE)
@@ -148,7 +164,7 @@ def _check_baseline(baseline, state, decay, L):
 
 
 def reinforce(model, x, *, rng=None, eps=None, n_samples=1, kl="analytic", baseline=None,
-              state=None, decay=0.9):
+              state=None, decay=0.9, copy=True):
     """The score-function (REINFORCE) estimator of the negative-ELBO gradient.
 
     Encoder (phi): with z_il = mu_i + std_i * eps_il held fixed,
@@ -209,7 +225,7 @@ def reinforce(model, x, *, rng=None, eps=None, n_samples=1, kl="analytic", basel
         dlogvar = dlogvar + dlogvar_kl / M                         # (6.9)
     model.encoder_backward(dmu.astype(model.dtype, copy=False),
                            dlogvar.astype(model.dtype, copy=False))
-    return float(loss), _collect(model)
+    return float(loss), _collect(model, copy)
 
 
 # ---------------------------------------------------------------- importance weighting, STL
@@ -237,7 +253,7 @@ def _log_weights(model, x, eps):
     return log_w, (z, mu, logvar, std)
 
 
-def stl(model, x, *, rng=None, eps=None, n_samples=1):
+def stl(model, x, *, rng=None, eps=None, n_samples=1, copy=True):
     """Sticking the landing, STL (Roeder, Wu & Duvenaud 2017).
 
     The loss is estimator A's (:func:`reparam` with ``kl="mc"``); the gradient
@@ -256,10 +272,10 @@ def stl(model, x, *, rng=None, eps=None, n_samples=1):
     dlogw = np.full((L, M), -1.0 / (L * M), dtype=model.dtype)
     (dmu, dlogvar), _ = _log_weight_backward(model, z, mu, logvar, eps, std, dlogw)  # (7.10)
     model.encoder_backward(dmu, dlogvar)
-    return float(loss), _collect(model)
+    return float(loss), _collect(model, copy)
 
 
-def iwae(model, x, *, rng=None, eps=None, n_samples=1):
+def iwae(model, x, *, rng=None, eps=None, n_samples=1, copy=True):
     """The importance-weighted bound of Burda, Grosse & Salakhutdinov (2015).
 
     With K = ``n_samples`` reparameterized samples per example,
@@ -290,7 +306,7 @@ def iwae(model, x, *, rng=None, eps=None, n_samples=1):
     dlogw = (-w_norm / M).astype(model.dtype, copy=False)          # (7.8)
     (dmu, dlogvar), (dmu_q, dlogvar_q) = _log_weight_backward(model, z, mu, logvar, eps, std, dlogw)
     model.encoder_backward(dmu + dmu_q, dlogvar + dlogvar_q)
-    return float(loss), _collect(model)
+    return float(loss), _collect(model, copy)
 
 
 ESTIMATORS = {"reparam": reparam, "reinforce": reinforce, "stl": stl, "iwae": iwae}

