@@ -273,15 +273,16 @@ class Adam(Optimizer):
         tmp *= 1.0 - self.beta2
         v *= self.beta2
         v += tmp                                               # (9.7)
-        # (9.8) folded into two Python scalars so no bias-corrected copy is made:
-        # lr m_hat / (sqrt(v_hat) + eps) = (lr / c1) m / (sqrt(v) / sqrt(c2) + eps)
+        # (9.8) folded into two Python scalars, so neither bias-corrected array
+        # is made and the division by sqrt(c2) needs no pass of its own:
+        # lr m_hat / (sqrt(v_hat) + eps) = (lr sqrt(c2) / c1) m / (sqrt(v) + eps sqrt(c2))
+        # (the form noted under Kingma & Ba's Algorithm 1; one pass of thirteen saved)
         c1 = 1.0 - self.beta1 ** self.t
         c2 = 1.0 - self.beta2 ** self.t
         np.sqrt(v, out=tmp)
-        tmp *= 1.0 / c2 ** 0.5
-        tmp += self.eps
+        tmp += self.eps * c2 ** 0.5
         np.divide(m, tmp, out=tmp)
-        tmp *= self.lr / c1
+        tmp *= self.lr * c2 ** 0.5 / c1
         p -= tmp                                               # (9.9)
 
 

@@ -511,8 +511,10 @@ def _check_finite(loss, grads, epoch, step, steps_per_epoch, counters, last_good
         # the exact per-array check below tells apart).  Measured 0.16 ms against
         # 0.31 ms for min and max, paper model, float32.
         flat = flat_base(grads.values())
-        if flat is not None and math.isfinite(float(np.dot(flat, flat))):
-            return
+        if flat is not None:
+            with np.errstate(over="ignore", invalid="ignore"):
+                if math.isfinite(float(np.dot(flat, flat))):
+                    return
         bad = [k for k, g in grads.items()
                if not (math.isfinite(g.min()) and math.isfinite(g.max()))]
         if bad:

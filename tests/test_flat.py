@@ -1,0 +1,188 @@
+"""Flat parameter storage (issue 8): every parameter of a model in one array,
+and what uses it (the optimizers' blocked update, gradient copies, the
+finiteness checks) giving exactly the results of the per-array code."""
+import numpy as np
+import pytest
+
+import npvae
+from npvae import estimators, optim
+from npvae._checks import check_array
+from npvae.nn import MLP, Linear, ParamStore, flat_base, param_count
+
+
+def small_vae(likelihood="bernoulli", hidden=(7,), dtype=np.float64, seed=0):
+    return npvae.VAE(6, 3, hidden=hidden, likelihood=likelihood,
+                     rng=np.random.default_rng(seed), dtype=dtype)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("hidden", [(), (7,), (5, 4)])
+def test_vae_parameters_tile_one_array(likelihood, hidden):
+    m = small_vae(likelihood, hidden)
+    assert m.store.used == m.store.params.size
+    assert flat_base(m.params.values()) is m.store.params
+    assert flat_base(m.grads.values()) is m.store.grads
+    # the layers' own dicts hold the same views: an update of the flat array is seen
+    m.store.params += 1.0
+    assert np.all(m.enc_mu.params["b"] == 1.0)
+
+
+def test_store_keeps_the_initial_weights_of_unstored_layers():
+    """Same seed, same draws: a layer built on a store equals one built without."""
+    a = Linear(4, 3, rng=np.random.default_rng(5), init="glorot")
+    store = ParamStore(param_count((4, 3)), np.float64)
+    b = Linear(4, 3, rng=np.random.default_rng(5), init="glorot", store=store)
+    np.testing.assert_array_equal(a.params["W"], b.params["W"])
+    np.testing.assert_array_equal(b.params["b"], 0)
+
+
+def test_autoencoder_parameters_tile_one_array():
+    m = npvae.Autoencoder(6, 3, hidden=(5,), rng=np.random.default_rng(0))
+    assert flat_base(m.params.values()) is m.store.params
+
+
+def test_flat_base_refuses_what_does_not_tile():
+    m = small_vae()
+    values = list(m.params.values())
+    assert flat_base(values[::-1]) is None                       # out of order
+    assert flat_base(values[:-1]) is None                        # not the whole array
+    assert flat_base([v.copy() for v in values]) is None         # separate arrays
+    assert flat_base([]) is None
+    assert flat_base([np.zeros(3)]) is None                      # owns its data
+
+
+def test_store_errors():
+    store = ParamStore(5, np.float32)
+    store.take((2, 2))
+    with pytest.raises(ValueError, match="full"):
+        store.take((2,))
+    with pytest.raises(ValueError, match="float32"):
+        Linear(2, 2, rng=np.random.default_rng(0), dtype=np.float64, store=ParamStore(6, np.float32))
+    with pytest.raises(ValueError, match="full"):
+        MLP((3, 4, 2), rng=np.random.default_rng(0), store=ParamStore(10, np.float64))
+
+
+OPTIMIZERS = [("sgd", {}), ("sgd", {"momentum": 0.9}), ("adagrad", {}), ("adam", {}),
+              ("adam", {"weight_decay": 0.1}), ("adagrad", {"weight_decay": 0.01})]
+
+
+@pytest.mark.parametrize("name,kw", OPTIMIZERS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flat_blocked_update_equals_the_per_array_update(name, kw, dtype, monkeypatch):
+    """The flat path (blocks of BLOCK entries, made small here so that arrays
+    span several blocks) and the per-array path give bit-identical parameters
+    and optimizer state."""
+    monkeypatch.setattr(optim, "BLOCK", 16)
+    flat_model = small_vae(hidden=(9,), dtype=dtype)
+    separate = {k: p.copy() for k, p in flat_model.params.items()}
+    a = optim.get(name, flat_model.params, 0.05, **kw)
+    b = optim.get(name, separate, 0.05, **kw)
+    assert a._flat is not None and b._flat is None
+    rng = np.random.default_rng(1)
+    x = (rng.random((5, 6)) < 0.5).astype(dtype)
+    for _ in range(4):
+        _, grads = estimators.reparam(flat_model, x, rng=rng, copy=False)
+        copies = {k: g.copy() for k, g in grads.items()}         # not flat: per-array path
+        assert flat_base(grads.values()) is not None
+        a.step(grads)
+        b.step(copies)
+    for k in separate:
+        np.testing.assert_array_equal(flat_model.params[k], separate[k])
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        np.testing.assert_array_equal(sa[k], sb[k])
+
+
+def test_flat_optimizer_accepts_gradients_that_are_not_flat():
+    m = small_vae()
+    ref = {k: p.copy() for k, p in m.params.items()}
+    opt = optim.Adagrad(m.params, lr=0.1)
+    grads = {k: np.full(p.shape, 0.5) for k, p in m.params.items()}
+    opt.step(grads)
+    for k in ref:
+        np.testing.assert_allclose(m.params[k], ref[k] - 0.1 * 0.5 / (0.5 + 1e-8), rtol=1e-15)
+
+
+def test_flat_optimizer_state_restores_into_its_views():
+    m = small_vae()
+    opt = optim.Adam(m.params, lr=0.01)
+    grads = {k: np.ones_like(p) for k, p in m.params.items()}
+    opt.step(grads)
+    saved = opt.state_dict()
+    fresh = optim.Adam(m.params, lr=0.01)
+    fresh.load_state_dict(saved)
+    np.testing.assert_array_equal(fresh._flat_state[0], opt._flat_state[0])
+    assert flat_base(fresh.state["m"].values()) is fresh._flat_state[0]
+
+
+@pytest.mark.parametrize("name", sorted(estimators.ESTIMATORS))
+def test_copy_false_returns_the_models_buffers(name):
+    m = small_vae()
+    x = (np.random.default_rng(0).random((4, 6)) < 0.5).astype(float)
+    eps = np.random.default_rng(1).standard_normal((3, 4, 3))
+    est = estimators.ESTIMATORS[name]
+    loss_c, copied = est(m, x, eps=eps, n_samples=3)
+    loss_v, views = est(m, x, eps=eps, n_samples=3, copy=False)
+    assert loss_c == loss_v
+    for k in m.grads:
+        assert views[k] is m.grads[k]
+        assert not np.shares_memory(copied[k], m.grads[k])
+        np.testing.assert_array_equal(copied[k], views[k])
+    # the copies are one flat array too, so the optimizer's flat path takes them
+    assert flat_base(copied.values()) is not None
+
+
+def test_check_array_finds_nan_and_inf_with_min_and_max():
+    x = np.zeros((3, 4))
+    x[1, 2] = np.nan
+    with pytest.raises(ValueError, match="1 NaN or infinite"):
+        check_array(x, "x")
+    x[1, 2], x[0, 0] = np.inf, -np.inf
+    with pytest.raises(ValueError, match="2 NaN or infinite"):
+        check_array(x, "x", low=0, high=1)
+    x[1, 2], x[0, 0] = 2.0, 0.0
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        check_array(x, "x", low=0, high=1)
+    check_array(np.array([np.nan]), "x", finite=False)       # asked not to check
+
+
+def test_fit_without_gradient_copies_is_the_same_run():
+    """fit passes copy=False to estimators that take it; a wrapper that does
+    not take it gets copies.  Both runs must end with identical parameters."""
+    from npvae.train import fit
+    x = (np.random.default_rng(3).random((40, 6)) < 0.4).astype(float)
+
+    def reparam_copying(model, x, *, rng=None, eps=None, n_samples=1, beta=1.0):
+        return estimators.reparam(model, x, rng=rng, eps=eps, n_samples=n_samples, beta=beta)
+
+    runs = []
+    for est in ("reparam", reparam_copying):
+        m = small_vae(seed=4)
+        fit(m, x, estimator=est, epochs=2, batch_size=8, rng=np.random.default_rng(5), log=None,
+            optimizer="adam", lr=0.01)
+        runs.append(m.params)
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k])
+
+
+def test_fit_reserves_copy():
+    from npvae.train import fit
+    with pytest.raises(ValueError, match="'copy'"):
+        fit(small_vae(), np.zeros((4, 6)), estimator_options={"copy": True}, epochs=1,
+            rng=np.random.default_rng(0), log=None)
+
+
+def test_finite_check_tells_overflow_from_non_finite():
+    """The flat check's sum of squares overflows for huge finite gradients; the
+    exact check then lets the step through.  A single NaN is still named."""
+    from npvae.train import NonFiniteError, _check_finite
+    m = small_vae(dtype=np.float32)
+    counters = {"step": 0}
+    m.store.grads[:] = 1e30                       # squares overflow float32
+    assert not np.isfinite(np.dot(m.store.grads, m.store.grads))
+    _check_finite(1.0, m.grads, 1, 1, 1, counters, "", 0.1)    # no error
+    m.store.grads[:] = 0
+    m.grads["dec.logits.b"][2] = np.nan
+    with pytest.raises(NonFiniteError, match="gradient of dec.logits.b"):
+        _check_finite(1.0, m.grads, 1, 1, 1, counters, "", 0.1)
