@@ -16,10 +16,13 @@ round-robin).  With PyTorch installed the identical model (same sizes, initial
 weights, data, estimator, optimizer and learning rate) also runs in PyTorch
 eager mode and the ratio npvae / PyTorch is printed.
 
-One training step = what ``npvae.train.fit`` does per minibatch: the
-estimator call (noise draw, forward, backward; ``copy=False``, so the
-gradients are not copied) + the optimizer step.  Data loading is not timed: batches
-are prepared before the clock starts.
+One training step = the estimator call (noise draw, forward, backward; with
+``copy=False``, so the gradients are not copied, as in ``npvae.train.fit``) +
+the optimizer step.  Not timed: the minibatch gather, binarization and the
+per-step finiteness check that ``fit`` adds, and data loading (batches are
+prepared before the clock starts).  Before each timed repetition the script
+sleeps ``--settle`` seconds so that the previous task's spin-waiting BLAS
+threads are idle (see the README).
 
 ``--memory`` instead measures the resident set size (RSS) after 1k and 10k
 training steps of the ``paper`` configuration, and the peak RSS added by
@@ -330,7 +333,7 @@ def load_average():
         return None
 
 
-def benchmark(cfgs, reps, target, with_torch, log=print):
+def benchmark(cfgs, reps, target, with_torch, log=print, settle=0.3):
     data, source = load_data(10000, np.random.default_rng(0))
     tasks = []
     for cfg in cfgs:
@@ -349,6 +352,12 @@ def benchmark(cfgs, reps, target, with_torch, log=print):
     cpu = {(t.cfg.name, t.impl): [] for t in tasks}
     for r in range(reps):
         for t in tasks:
+            # After a task, its library's idle threads keep spin-waiting for a
+            # while (OpenBLAS ~2^28 cycles, OpenMP in PyTorch likewise) and take
+            # the other core from the next task, whichever library it is: let
+            # them go to sleep first.  Measured here: npvae's paper step ran at
+            # ~14k ex/s right after a PyTorch task, ~19k with no PyTorch task.
+            time.sleep(settle)
             start, start_cpu = time.perf_counter(), time.process_time()
             t.run(t.n)
             times[t.cfg.name, t.impl].append((time.perf_counter() - start) / t.n)
@@ -510,6 +519,9 @@ def main(argv=None):
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--memory", action="store_true",
                    help="measure RSS after 1k and 10k steps and evaluation peak RSS instead")
+    p.add_argument("--settle", type=float, default=0.3,
+                   help="seconds of sleep before each timed repetition, so that the "
+                        "previous task's spin-waiting threads go idle (default 0.3)")
     p.add_argument("--out", default=os.path.join("benchmarks", "results"))
     args = p.parse_args(argv)
     if args.reps < 1:
@@ -540,7 +552,11 @@ def main(argv=None):
     if not have_torch and not args.no_torch:
         print("PyTorch is not installed: npvae only (pip install torch for the comparison)")
     target = args.seconds or (0.15 if args.quick else 0.5)
-    tasks, times, cpu, source = benchmark(cfgs, args.reps, target, with_torch)
+    if not 0 <= args.settle < 60:
+        p.error("--settle must be a number of seconds in [0, 60)")
+    meta["settle"] = args.settle
+    tasks, times, cpu, source = benchmark(cfgs, args.reps, target, with_torch,
+                                          settle=args.settle)
     meta["load_after"] = load_average()
     meta["data"] = source
     rows, derived = report(tasks, times, cpu)

@@ -3,8 +3,10 @@
     estimator(model, x, *, rng=None, eps=None, n_samples=1, **options) -> (loss, grads)
 
 ``loss`` is -ELBO averaged over the minibatch, in nats per example (a float);
-``grads`` maps every key of ``model.params`` to d loss / d param, as new
-arrays (the model's own ``grads`` buffers are overwritten by the next call).
+``grads`` maps every key of ``model.params`` to d loss / d param, as copies
+that no later call changes (views into one new flat array when the model keeps
+its gradients flat; the model's own ``grads`` buffers are overwritten by the
+next call).
 With ``copy=False`` (every estimator here takes it) ``grads`` holds the
 model's own buffers instead: what a training loop that uses them at once
 wants (no copy of every gradient per step), not an experiment that keeps them.

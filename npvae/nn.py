@@ -82,7 +82,7 @@ def flat_base(arrays):
     :class:`ParamStore`, and for the gradient copies the estimators return.
     """
     arrays = list(arrays)
-    if not arrays:
+    if not arrays or not all(isinstance(a, np.ndarray) for a in arrays):
         return None
     base = arrays[0].base
     if (not isinstance(base, np.ndarray) or base.ndim != 1 or not base.flags.c_contiguous

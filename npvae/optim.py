@@ -86,7 +86,9 @@ class Optimizer:
                 raise ValueError(f"grads[{k!r}] has shape {grads[k].shape}, params[{k!r}] "
                                  f"has {p.shape}")
         self.t += 1
-        if self._flat is not None:
+        if self._flat is not None and flat_base(self.params.values()) is self._flat:
+            # (a params entry replaced since construction breaks the tiling: then
+            # the per-array path below updates the arrays the dict now holds)
             g = flat_base(grads[k] for k in self.params)
             if g is not None:
                 self._update_blocks(self._flat, g, self._flat_state)
@@ -114,7 +116,7 @@ class Optimizer:
         else:
             blocks = [slice(i, i + BLOCK) for i in range(0, p.size, BLOCK)]
             tmp = self._scratch.get(p.dtype)
-            if tmp is None:
+            if tmp is None or tmp.size < 2 * BLOCK:
                 tmp = self._scratch[p.dtype] = np.empty(2 * BLOCK, p.dtype)
         wd = self.weight_decay
         for b in blocks:

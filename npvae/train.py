@@ -155,7 +155,9 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
         the estimator signature.  ``estimator_options`` are passed through
         (e.g. ``{"kl": "mc"}``, ``{"baseline": "moving-average", "state":
         npvae.estimators.BaselineState()}``); an option that is an object is
-        treated as state: saved in checkpoints and restored on resume.
+        treated as state: saved in checkpoints and restored on resume.  An
+        estimator with a ``copy`` parameter is called with ``copy=False``
+        (the gradients go to the optimizer at once, uncopied).
     n_samples : L, noise draws per example and step.
     optimizer, lr, optimizer_options, weight_decay : see ``npvae.optim``;
         ``weight_decay = 1 / N`` is the paper's N(0, I) prior, per example (9.2).
@@ -382,8 +384,10 @@ def _check_settings(model, estimator, estimator_options, n_samples, optimizer, l
     options = dict(estimator_options or {})
     for reserved in ("rng", "eps", "n_samples", "beta", "copy"):
         if reserved in options:
+            hint = ("fit hands the gradients to the optimizer uncopied" if reserved == "copy"
+                    else "use fit's n_samples and beta arguments")
             raise ValueError(f"estimator_options must not contain {reserved!r}: fit sets it "
-                             "(use fit's n_samples and beta arguments)")
+                             f"({hint})")
     sig = inspect.signature(est_fn).parameters
     takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in sig.values())
     unknown = [k for k in options if k not in sig and not takes_kwargs]

@@ -187,3 +187,21 @@ def test_finite_check_tells_overflow_from_non_finite():
     m.grads["dec.logits.b"][2] = np.nan
     with pytest.raises(NonFiniteError, match="gradient of dec.logits.b"):
         _check_finite(1.0, m.grads, 1, 1, 1, counters, "", 0.1)
+
+
+def test_replacing_a_params_entry_leaves_the_flat_path():
+    """An optimizer built on a flat model keeps working, on the arrays the dict
+    holds, after an entry is replaced (the tiling is checked at every step)."""
+    m = small_vae()
+    opt = optim.SGD(m.params, lr=0.5)
+    new_b = np.zeros_like(m.params["dec.logits.b"])
+    m.params["dec.logits.b"] = new_b
+    grads = {k: np.ones_like(p) for k, p in m.params.items()}
+    opt.step(grads)
+    np.testing.assert_array_equal(new_b, -0.5)
+    np.testing.assert_array_equal(m.params["enc.mu.b"], -0.5)
+
+
+def test_flat_base_ignores_non_arrays():
+    m = small_vae()
+    assert flat_base(list(m.grads.values())[:-1] + [[0.0] * 6]) is None
