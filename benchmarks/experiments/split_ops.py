@@ -21,7 +21,7 @@ that takes half of every large operation, the caller doing the other half:
   products side by side (dW alone in two row blocks when dx is not needed);
 - ``Tanh`` forward and backward on arrays of 200k entries or more;
 - ``bernoulli_log_prob_and_grad`` on the two halves of the minibatch;
-- the optimizer's flat update in two halves, each with its own scratch block.
+- the optimizer's flat update in two whole halves (not cache blocks).
 
 The GIL is released inside every BLAS call and every large ufunc loop, so the
 two halves really run at once; a hand-over costs ~30 us (threading.Event).
@@ -32,21 +32,23 @@ spinning) in the same process; the speed-up is serial time / split time of
 the pair, median over the repetitions.
 
 RESULT: NO.  2-vCPU Xeon (Sapphire Rapids) VM, OpenBLAS 0.3.31, NumPy 2.4.6,
-float32, session 2 (2026-11-22), 9 paired repetitions, speed-up [IQR]:
+float32, session 2 (2026-11-22), 7-9 paired repetitions, speed-up [IQR]:
 
-    paper            M = 100    0.89 [0.76-1.01]   (serial 6.9 ms, split 8.1 ms)
-    paper            M = 1000   1.05 [0.93-1.08]   (serial 37.6 ms, split 36.8 ms)
-    pytorch-example  M = 128    0.97 [0.88-1.00]
+                              optimizer halves in     optimizer halves
+                              cache blocks            whole
+    paper            M = 100  0.89 [0.76-1.01]        0.82 [0.69-0.95]
+    paper            M = 1000 1.05 [0.93-1.08]        1.12 [1.06-1.15]
+    pytorch-example  M = 128  0.97 [0.88-1.00]        0.99 [0.98-1.09]
 
-Timing each hand-over inside the split step (M = 100, medians): the two
-halves of x @ W1 took 775 us each against ~1000 us for the whole product on
-one thread (1.3x); the optimizer halves 1.67 ms each against 1.93 ms for the
-whole update on one thread (1.15x); the Bernoulli halves 360 us against
-430 us.  The two vCPUs of this machine deliver 1.2-1.35x of one on this work
-(a 2000 x 2000 float32 product: 129 GFLOP/s on one thread, 173-204 on two),
-which the ~8 hand-overs per step (30-70 us each) eat at M = 100.  A
-multi-core laptop with one hardware thread per core may behave differently;
-rerun this script there before drawing a conclusion for it.
+Timing each hand-over inside the split step (M = 100, blocked optimizer,
+medians): the two halves of x @ W1 took 775 us each against ~1000 us for the
+whole product on one thread (1.3x); the optimizer halves 1.67 ms each against
+1.93 ms for the whole update on one thread (1.15x: each half is ~90 short
+calls, and the two threads queue on the GIL between them); the Bernoulli
+halves 360 us against 430 us.  Whole optimizer halves: 1.10-1.23 ms against
+1.66-1.75 ms serial in blocks.  At M = 100 the ~8 hand-overs per step
+(30-70 us each) and the slower split products outweigh that; at M = 1000 the
+step gains ~10%, not the ~30% PyTorch gets from its second thread there.
 """
 import argparse
 import os
@@ -164,18 +166,16 @@ def bernoulli(x, logits):
 
 
 def update_blocks(self, p, g, slots):
-    if p.ndim != 1 or p.size < 4 * optim.BLOCK:
+    if p.ndim != 1 or p.size < 4 * optim.BLOCK or self.weight_decay:
         return SERIAL["blocks"](self, p, g, slots)
-    h = (p.size // 2 // optim.BLOCK) * optim.BLOCK
-    if not hasattr(self, "_split_scratch"):
-        self._split_scratch = ({}, {})
-
-    def half(s, scratch):
-        view = object.__new__(type(self))           # the same optimizer, its own scratch
-        view.__dict__ = dict(self.__dict__, _scratch=scratch)
-        SERIAL["blocks"](view, p[s], g[s], tuple(a[s] for a in slots))
-    a, b = self._split_scratch
-    WORKER.both(lambda: half(slice(0, h), a), lambda: half(slice(h, None), b))
+    h = p.size // 2
+    if getattr(self, "_halves_tmp", None) is None or self._halves_tmp.size != p.size:
+        self._halves_tmp = np.empty_like(p)
+    t = self._halves_tmp
+    # whole halves, not cache blocks: the many short calls of blocked halves
+    # queue on the GIL (measured 1.15x for blocked halves against 1.5x whole)
+    WORKER.both(lambda: self._update(p[:h], g[:h], tuple(a[:h] for a in slots), t[:h]),
+                lambda: self._update(p[h:], g[h:], tuple(a[h:] for a in slots), t[h:]))
 
 
 def blas_threads(n):
