@@ -36,9 +36,11 @@ float32, session 2 (2026-11-22), 7-9 paired repetitions, speed-up [IQR]:
 
                               optimizer halves in     optimizer halves
                               cache blocks            whole
-    paper            M = 100  0.89 [0.76-1.01]        0.82 [0.69-0.95]
-    paper            M = 1000 1.05 [0.93-1.08]        1.12 [1.06-1.15]
-    pytorch-example  M = 128  0.97 [0.88-1.00]        0.99 [0.98-1.09]
+    paper            M = 100  0.89 [0.76-1.01]        0.82 [0.69-0.95]; 0.98 [0.95-1.05]
+    paper            M = 1000 1.05 [0.93-1.08]        1.12 [1.06-1.15]; 1.10 [1.09-1.10]
+    pytorch-example  M = 128  0.97 [0.88-1.00]        0.99 [0.98-1.09]; 1.09 [1.06-1.10]
+
+(whole halves: two runs, the second of this file as committed, 5 repetitions.)
 
 Timing each hand-over inside the split step (M = 100, blocked optimizer,
 medians): the two halves of x @ W1 took 775 us each against ~1000 us for the
