@@ -10,6 +10,8 @@ quantity itself* (e.g. d log p / d logits), not of the loss; the estimators
 apply the sign.  Variances are carried as ``logvar``; the standard deviation
 is made in exactly one place, :func:`std_from_logvar`.
 """
+import math
+
 import numpy as np
 
 LOG_2PI = float(np.log(2 * np.pi))   # a Python float: adding it keeps float32 arrays float32
@@ -103,15 +105,21 @@ def bernoulli_log_prob(x, logits):
     entry and no overflow for |logits| up to the float limits.  x may be any
     value in [0, 1] (the continuous-Bernoulli-free "soft target" use).
     """
-    # the same formula with the work done in place in one buffer: fewer
-    # temporaries the size of the logits (the importance-sampled evaluation
-    # spends most of its non-matrix-product time here)
-    sp = np.abs(logits)
-    np.negative(sp, out=sp)
-    np.exp(sp, out=sp)
-    np.log1p(sp, out=sp)
-    sp += np.maximum(logits, 0)                          # softplus(logits)
-    return np.sum(x * logits - sp, axis=-1)              # (4.2)
+    x, logits = _broadcast_data(x, logits)
+    logp = np.empty(logits.shape[:-1], np.result_type(x, logits, 0.5))
+    lead = logits.ndim - x.ndim                          # x broadcasts over these axes
+    for s in row_blocks(logits.shape, logits.dtype.itemsize):
+        # the same formula with the work done in place in one buffer: fewer
+        # temporaries the size of the logits (the importance-sampled evaluation
+        # spends most of its non-matrix-product time here)
+        a = logits[s]
+        sp = np.abs(a)
+        np.negative(sp, out=sp)
+        np.exp(sp, out=sp)
+        np.log1p(sp, out=sp)
+        sp += np.maximum(a, 0)                           # softplus(logits)
+        np.sum(x[s[lead:]] * a - sp, axis=-1, out=logp[s])   # (4.2)
+    return logp if logp.ndim else logp[()]
 
 
 def bernoulli_log_prob_grad(x, logits):
@@ -132,13 +140,62 @@ def bernoulli_log_prob_and_grad(x, logits):
     ~3x faster than the exp / log1p / where form at (100, 784) float32, the
     same values to float rounding.
     """
-    p = np.multiply(logits, 0.5)
-    np.tanh(p, out=p)
-    p *= 0.5
-    p += 0.5                                             # sigmoid(logits)
-    log_sig_abs = np.subtract(1, p)
-    np.maximum(p, log_sig_abs, out=log_sig_abs)
-    np.log(log_sig_abs, out=log_sig_abs)                 # log sigmoid(|logits|)
-    log_sig_abs -= np.maximum(logits, 0)                 # -softplus(logits)
-    logp = np.sum(x * logits + log_sig_abs, axis=-1)     # (4.2)
-    return logp, x - p                                   # (4.3)
+    x, logits = _broadcast_data(x, logits)
+    dtype = np.result_type(x, logits, 0.5)
+    logp, grad = np.empty(logits.shape[:-1], dtype), np.empty(logits.shape, dtype)
+    lead = logits.ndim - x.ndim                          # x broadcasts over these axes
+    for s in row_blocks(logits.shape, logits.dtype.itemsize):
+        a, xs, p = logits[s], x[s[lead:]], grad[s]          # p: sigmoid, then the gradient
+        np.multiply(a, 0.5, out=p)
+        np.tanh(p, out=p)
+        p *= 0.5
+        p += 0.5                                         # sigmoid(logits)
+        log_sig_abs = np.subtract(1, p)
+        np.maximum(p, log_sig_abs, out=log_sig_abs)
+        np.log(log_sig_abs, out=log_sig_abs)             # log sigmoid(|logits|)
+        log_sig_abs -= np.maximum(a, 0)                  # -softplus(logits)
+        np.sum(xs * a + log_sig_abs, axis=-1, out=logp[s])   # (4.2)
+        np.subtract(xs, p, out=p)                        # (4.3)
+    return (logp if logp.ndim else logp[()]), grad
+
+
+def _broadcast_data(x, logits):
+    """x and logits as arrays, logits of the full broadcast shape and x of its
+    trailing axes (the usual case, x (M, D) against logits (L, M, D), costs
+    nothing); any other pair is broadcast to one shape."""
+    x, logits = np.asarray(x), np.asarray(logits)
+    if x.ndim > logits.ndim or x.shape != logits.shape[logits.ndim - x.ndim:]:
+        shape = np.broadcast_shapes(x.shape, logits.shape)
+        x, logits = np.broadcast_to(x, shape), np.broadcast_to(logits, shape)
+    return x, logits
+
+
+# ---------------------------------------------------------------- cache-sized blocks
+
+BLOCK_BYTES = 2 ** 18    # per array of a block: several such arrays stay in a 1-2 MB L2 cache
+
+
+def row_blocks(shape, itemsize, block_bytes=None):
+    """Index tuples that cover an array of ``shape`` in blocks of whole rows
+    (last axis kept whole) of at most about ``block_bytes`` per array.
+
+    An element-wise formula of many passes (each NumPy call is one pass over
+    its arrays) is applied block by block so that its arrays stay in the CPU
+    cache from one pass to the next; the arithmetic is the same.  Measured
+    for the Bernoulli term at (1000, 784) float32: 4.7 ms whole, 3.4-3.5 ms
+    in blocks.  An array up to twice the block size is one block (at
+    (100, 784) the loop only costs: 0.33 ms whole, 0.41 ms in blocks).
+    """
+    block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
+    n = math.prod(shape) * itemsize
+    if len(shape) < 2 or n <= 2 * block_bytes or shape[-1] * itemsize > block_bytes:
+        yield (Ellipsis,)
+        return
+    # the first axis k whose sub-arrays fit a block: chunk it, loop over the axes before it
+    k = 0
+    while math.prod(shape[k + 1:]) * itemsize > block_bytes:
+        k += 1
+    step = max(1, block_bytes // (math.prod(shape[k + 1:]) * itemsize))
+    for idx in np.ndindex(*shape[:k]):
+        for j in range(0, shape[k], step):
+            yield idx + (slice(j, j + step),)
