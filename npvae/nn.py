@@ -15,6 +15,8 @@ gradients in another), each layer's ``W`` and ``b`` being views into it; see
 :class:`ParamStore`.  Nothing in the maths changes; the optimizer then updates
 one array in cache-sized blocks instead of many arrays one pass at a time.
 """
+import copy
+
 import numpy as np
 
 from npvae._checks import check_dtype
@@ -56,6 +58,14 @@ class ParamStore:
     views that tile ``store.params`` in order (and the same for the grads), so
     code that wants every parameter at once (the optimizer, a gradient copy)
     can use the flat array: see :func:`flat_base`.
+
+    Copies: ``copy.deepcopy`` of a model (with or without its optimizer) keeps
+    the layout, see :meth:`__deepcopy__`.  ``pickle`` cannot keep views of one
+    array: an unpickled model's parameters are arrays of their own.  It trains
+    exactly as before (the optimizer falls back to its per-array update, which
+    gives the same numbers), but its ``store`` no longer holds its parameters:
+    check ``flat_base(model.params.values()) is model.store.params`` before
+    relying on it, or save and load with ``npvae.checkpoint`` instead.
     """
 
     def __init__(self, size, dtype):
@@ -63,6 +73,7 @@ class ParamStore:
         self.params = np.zeros(int(size), self.dtype)
         self.grads = np.zeros(int(size), self.dtype)
         self.used = 0
+        self.views = []                  # (slice, shape, param view, grad view) as handed out
 
     def take(self, shape):
         """The next ``(param, grad)`` views of ``shape``."""
@@ -72,7 +83,41 @@ class ParamStore:
                              f"({self.used} used, {n} more asked)")
         sl = slice(self.used, self.used + n)
         self.used += n
-        return self.params[sl].reshape(shape), self.grads[sl].reshape(shape)
+        p, g = self.params[sl].reshape(shape), self.grads[sl].reshape(shape)
+        self.views.append((sl, tuple(shape), p, g))
+        return p, g
+
+    def __deepcopy__(self, memo):
+        """A copy whose views are views of the copy's flat arrays.
+
+        ``copy.deepcopy`` of a model reaches its store before its layers (the
+        model makes the store first).  Entering each new view in ``memo`` under
+        the id of the view it replaces makes every copied reference to a view
+        (the layers', the model's dicts, an optimizer's copied along) the new
+        view: the copy keeps one flat array, like the original.  (Plain copying
+        would turn each view into an array of its own: still correct, but the
+        store would no longer hold the parameters.)  If some view was copied
+        before the store, nothing can be re-pointed: the copy falls back to
+        that plain behaviour.
+        """
+        arrays = [self.params, self.grads] + [a for *_, p, g in self.views for a in (p, g)]
+        if any(id(a) in memo for a in arrays):
+            new = object.__new__(type(self))
+            memo[id(self)] = new
+            new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+            return new
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        new.dtype, new.used = self.dtype, self.used
+        new.params, new.grads = self.params.copy(), self.grads.copy()
+        memo[id(self.params)], memo[id(self.grads)] = new.params, new.grads
+        new.views = []
+        for sl, shape, p, g in self.views:
+            p2, g2 = new.params[sl].reshape(shape), new.grads[sl].reshape(shape)
+            memo[id(p)], memo[id(g)] = p2, g2
+            new.views.append((sl, shape, p2, g2))
+        memo.setdefault(id(memo), []).append(self)      # keep the originals alive (as deepcopy does)
+        return new
 
 
 def flat_base(arrays):

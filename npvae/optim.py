@@ -22,6 +22,7 @@ Every optimizer can save and restore its state: ``state_dict()`` returns a
 flat dict whose values are JSON-able scalars or arrays (keys ``"<slot>/<param
 name>"``); ``load_state_dict(d)`` checks it fully before changing anything.
 """
+import copy
 import numbers
 
 import numpy as np
@@ -73,6 +74,22 @@ class Optimizer:
         else:
             self.state = {s: {k: np.zeros_like(p) for k, p in params.items()} for s in self.slots}
         self._scratch = {}
+
+    def __deepcopy__(self, memo):
+        """A copy whose per-name state arrays are views of its own flat state
+        arrays, as in the original (see ``npvae.nn.ParamStore.__deepcopy__``);
+        copied together with its model, its params are the copy's params."""
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        if self._flat is not None and not any(id(a) in memo for a in self._flat_state):
+            for s, flat in zip(self.slots, self._flat_state):
+                flat2 = memo[id(flat)] = flat.copy()
+                offset = 0
+                for a in self.state[s].values():
+                    memo[id(a)] = flat2[offset:offset + a.size].reshape(a.shape)
+                    offset += a.size
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
 
     def step(self, grads):
         """Update every parameter in place from ``grads`` (same keys and shapes)."""
