@@ -81,13 +81,24 @@ class Optimizer:
         copied together with its model, its params are the copy's params."""
         new = object.__new__(type(self))
         memo[id(self)] = new
-        if self._flat is not None and not any(id(a) in memo for a in self._flat_state):
-            for s, flat in zip(self.slots, self._flat_state):
-                flat2 = memo[id(flat)] = flat.copy()
-                offset = 0
-                for a in self.state[s].values():
-                    memo[id(a)] = flat2[offset:offset + a.size].reshape(a.shape)
-                    offset += a.size
+        if self._flat is None:
+            new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+            return new
+        state = [self.state] + list(self.state.values()) + list(self._flat_state)
+        state += [a for d in self.state.values() for a in d.values()]
+        if any(id(a) in memo for a in state):
+            # part of the state was copied before this optimizer (as arrays of
+            # their own): the copy keeps to the per-array update, which reads
+            # exactly the arrays its state dict holds
+            new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+            new._flat = None
+            return new
+        for s, flat in zip(self.slots, self._flat_state):
+            flat2 = memo[id(flat)] = flat.copy()
+            offset = 0
+            for a in self.state[s].values():
+                memo[id(a)] = flat2[offset:offset + a.size].reshape(a.shape)
+                offset += a.size
         new.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return new
 

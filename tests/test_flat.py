@@ -290,3 +290,18 @@ def test_pickled_model_and_optimizer_train_like_the_original():
     assert _train_steps(m2, opt2) == _train_steps(m, opt)
     for k in m.params:
         np.testing.assert_array_equal(m2.params[k], m.params[k])
+
+
+def test_optimizer_state_copied_first_stays_consistent():
+    """Deep-copying the optimizer's state dict before the optimizer (an odd but
+    legal order): the copy must read and write one set of state arrays."""
+    import copy
+    m = small_vae()
+    opt = optim.get("adagrad", m.params, lr=0.05)
+    _train_steps(m, opt, n=1)
+    state2, m2, opt2 = copy.deepcopy((opt.state, m, opt))
+    assert opt2.state is state2
+    assert _train_steps(m2, opt2) == _train_steps(m, opt)
+    sd, sd2 = opt.state_dict(), opt2.state_dict()
+    for k in sd:
+        np.testing.assert_array_equal(sd[k], sd2[k])
