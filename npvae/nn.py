@@ -59,13 +59,16 @@ class ParamStore:
     code that wants every parameter at once (the optimizer, a gradient copy)
     can use the flat array: see :func:`flat_base`.
 
-    Copies: ``copy.deepcopy`` of a model (with or without its optimizer) keeps
-    the layout, see :meth:`__deepcopy__`.  ``pickle`` cannot keep views of one
-    array: an unpickled model's parameters are arrays of their own.  It trains
-    exactly as before (the optimizer falls back to its per-array update, which
-    gives the same numbers), but its ``store`` no longer holds its parameters:
-    check ``flat_base(model.params.values()) is model.store.params`` before
-    relying on it, or save and load with ``npvae.checkpoint`` instead.
+    Copies: ``copy.deepcopy`` of a model keeps the layout, and so does a deep
+    copy of a model together with its optimizer as long as the model (or its
+    store) comes first, e.g. ``copy.deepcopy((model, opt))``; see
+    :meth:`__deepcopy__`.  Other copies, and ``pickle``, which cannot keep
+    views of one array, give a model whose parameters are arrays of their own.
+    It trains exactly as before (the optimizer falls back to its per-array
+    update, which gives the same numbers), but its ``store`` no longer holds
+    its parameters (it keeps the values of the time of the copy): check
+    ``flat_base(model.params.values()) is model.store.params`` before relying
+    on it, or save and load with ``npvae.checkpoint`` instead.
     """
 
     def __init__(self, size, dtype):
@@ -98,10 +101,15 @@ class ParamStore:
         would turn each view into an array of its own: still correct, but the
         store would no longer hold the parameters.)  If some view was copied
         before the store, nothing can be re-pointed: the copy falls back to
-        that plain behaviour.
+        that plain behaviour, and so does a store whose views are no longer
+        views of its flat arrays (an unpickled one, or such a plain copy).
         """
-        arrays = [self.params, self.grads] + [a for *_, p, g in self.views for a in (p, g)]
-        if any(id(a) in memo for a in arrays):
+        views = getattr(self, "views", None)         # (None: pickled by an older npvae)
+        intact = views is not None and all(
+            _is_view_at(p, self.params, sl) and _is_view_at(g, self.grads, sl)
+            for sl, _, p, g in views)
+        arrays = [self.params, self.grads] + [a for *_, p, g in (views or ()) for a in (p, g)]
+        if not intact or any(id(a) in memo for a in arrays):
             new = object.__new__(type(self))
             memo[id(self)] = new
             new.__dict__.update(copy.deepcopy(self.__dict__, memo))
@@ -118,6 +126,14 @@ class ParamStore:
             new.views.append((sl, shape, p2, g2))
         memo.setdefault(id(memo), []).append(self)      # keep the originals alive (as deepcopy does)
         return new
+
+
+def _is_view_at(view, base, sl):
+    """True if ``view`` is a C-ordered view of the 1-D array ``base`` over ``base[sl]``."""
+    return (isinstance(view, np.ndarray) and view.base is base and view.flags.c_contiguous
+            and view.dtype == base.dtype and view.size == sl.stop - sl.start
+            and view.__array_interface__["data"][0]
+            == base.__array_interface__["data"][0] + sl.start * base.itemsize)
 
 
 def flat_base(arrays):

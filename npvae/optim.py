@@ -86,10 +86,13 @@ class Optimizer:
             return new
         state = [self.state] + list(self.state.values()) + list(self._flat_state)
         state += [a for d in self.state.values() for a in d.values()]
-        if any(id(a) in memo for a in state):
-            # part of the state was copied before this optimizer (as arrays of
-            # their own): the copy keeps to the per-array update, which reads
-            # exactly the arrays its state dict holds
+        intact = all(flat_base(self.state[s].values()) is flat
+                     for s, flat in zip(self.slots, self._flat_state))
+        if not intact or any(id(a) in memo for a in state):
+            # part of the state was copied before this optimizer, or its state
+            # arrays are no longer views of the flat ones (after pickle): the
+            # copy keeps to the per-array update, which reads exactly the
+            # arrays its state dict holds
             new.__dict__.update(copy.deepcopy(self.__dict__, memo))
             new._flat = None
             return new

@@ -52,9 +52,7 @@ def test_row_blocks_keeps_small_arrays_whole():
     ((300, 50), (300, 50)),            # the autoencoder: same shapes
     ((40, 50), (6, 40, 50)),           # the VAE: L samples of an (M, D) minibatch
     ((1, 50), (300, 1, 50)),           # K importance samples of one example
-    ((50,), (4, 70, 50)),              # x broadcast over two axes
-    ((1, 50), (300, 50)),              # x with a size-1 axis: broadcast first
-    ((300, 50), (50,)),                # logits the smaller one
+    ((50,), (4, 70, 50)),              # x repeated along two axes
 ])
 def test_blocked_bernoulli_equals_the_whole_array_formula(monkeypatch, dtype, x_shape,
                                                           logits_shape):
@@ -63,11 +61,46 @@ def test_blocked_bernoulli_equals_the_whole_array_formula(monkeypatch, dtype, x_
     x[x < 0.5] = 0.0
     logits = (rng.standard_normal(logits_shape) * 5).astype(dtype)
     monkeypatch.setattr(dist, "BLOCK_BYTES", 1000)      # many blocks, some of one row
-    shape = np.broadcast_shapes(x_shape, logits_shape)
-    assert len(list(dist.row_blocks(shape, np.dtype(dtype).itemsize))) > 3 or len(shape) < 2
+    assert len(dist._row_blocks_of(x, logits)) > 3      # the blocked path is taken
     lp, g = dist.bernoulli_log_prob_and_grad(x, logits)
     want_lp, want_g = reference_log_prob_and_grad(x, logits)
     np.testing.assert_array_equal(lp, want_lp)
     np.testing.assert_array_equal(g, want_g)
-    assert lp.dtype == g.dtype == dtype and g.shape == shape
+    assert lp.dtype == g.dtype == dtype and g.shape == logits_shape
     np.testing.assert_array_equal(dist.bernoulli_log_prob(x, logits), reference_log_prob(x, logits))
+
+
+def _cases():
+    rng = np.random.default_rng(4)
+    bits = (rng.random((300, 50)) < 0.5)
+    f32 = (rng.standard_normal((300, 50)) * 5).astype(np.float32)
+    return {
+        "x float64, logits float32": (bits.astype(np.float64), f32),
+        "x int, logits float32": (bits.astype(np.int64), f32),
+        "x a list": (bits[0].astype(float).tolist(), f32),
+        "x a Python scalar": (1.0, f32),
+        "logits int": (bits.astype(np.float32), (f32 * 3).astype(np.int64)),
+        "logits Fortran-ordered": (bits[0].astype(np.float32), np.asfortranarray(f32)),
+        "logits transposed": (bits[:, 0].astype(np.float32), f32.T),
+        "x with a size-1 axis": (bits[:1].astype(np.float32), f32),
+        "logits the smaller one": (bits.astype(np.float32), f32[0]),
+        "x float32, logits float16": (bits.astype(np.float32), f32.astype(np.float16)),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_cases()))
+def test_other_inputs_keep_the_whole_array_results(monkeypatch, case):
+    """Mixed dtypes, Python scalars and lists, other memory layouts and
+    broadcasting patterns are computed whole, as the formula is written: same
+    bits, dtypes and types as the reference, even where blocks would be cut."""
+    x, logits = _cases()[case]
+    monkeypatch.setattr(dist, "BLOCK_BYTES", 1000)
+    assert dist._row_blocks_of(x, logits) is None
+    lp, g = dist.bernoulli_log_prob_and_grad(x, logits)
+    want_lp, want_g = reference_log_prob_and_grad(x, logits)
+    pairs = [(lp, want_lp), (g, want_g)]
+    if logits.dtype.kind == "f":          # (integer logits: the in-place exp cannot hold floats)
+        pairs.append((dist.bernoulli_log_prob(x, logits), reference_log_prob(x, logits)))
+    for got, want in pairs:
+        np.testing.assert_array_equal(got, want)
+        assert type(got) is type(want) and got.dtype == want.dtype

@@ -305,3 +305,36 @@ def test_optimizer_state_copied_first_stays_consistent():
     sd, sd2 = opt.state_dict(), opt2.state_dict()
     for k in sd:
         np.testing.assert_array_equal(sd[k], sd2[k])
+
+
+@pytest.mark.parametrize("how", ["pickle", "optimizer first"])
+def test_deepcopy_of_a_detached_copy_copies_its_current_values(how):
+    """A model whose parameters are no longer views of its store (unpickled, or
+    copied optimizer-first) and then trained: a deep copy of it must copy the
+    trained values, not the store's stale ones."""
+    import copy
+    import pickle
+    m = small_vae()
+    opt = optim.get("adam", m.params, lr=0.05)
+    if how == "pickle":
+        m2, opt2 = pickle.loads(pickle.dumps((m, opt)))
+    else:
+        opt2, m2 = copy.deepcopy((opt, m))
+    _train_steps(m2, opt2)
+    m3, opt3 = copy.deepcopy((m2, opt2))
+    for k in m2.params:
+        np.testing.assert_array_equal(m3.params[k], m2.params[k])
+    sd2, sd3 = opt2.state_dict(), opt3.state_dict()
+    for k in sd2:
+        np.testing.assert_array_equal(sd3[k], sd2[k])
+    assert _train_steps(m3, opt3) == _train_steps(m2, opt2)
+
+
+def test_deepcopy_of_a_store_without_recorded_views():
+    """A model unpickled from before the store recorded its views still copies."""
+    import copy
+    m = small_vae()
+    del m.store.views
+    m2 = copy.deepcopy(m)
+    for k in m.params:
+        np.testing.assert_array_equal(m2.params[k], m.params[k])
