@@ -109,13 +109,11 @@ class ParamStore:
             _is_view_at(p, self.params, sl) and _is_view_at(g, self.grads, sl)
             for sl, _, p, g in views)
         arrays = [self.params, self.grads] + [a for *_, p, g in (views or ()) for a in (p, g)]
-        if not intact or any(id(a) in memo for a in arrays):
-            new = object.__new__(type(self))
-            memo[id(self)] = new
-            new.__dict__.update(copy.deepcopy(self.__dict__, memo))
-            return new
         new = object.__new__(type(self))
         memo[id(self)] = new
+        if not intact or any(id(a) in memo for a in arrays):
+            new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+            return new
         new.dtype, new.used = self.dtype, self.used
         new.params, new.grads = self.params.copy(), self.grads.copy()
         memo[id(self.params)], memo[id(self.grads)] = new.params, new.grads
