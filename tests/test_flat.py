@@ -338,3 +338,59 @@ def test_deepcopy_of_a_store_without_recorded_views():
     m2 = copy.deepcopy(m)
     for k in m.params:
         np.testing.assert_array_equal(m2.params[k], m.params[k])
+
+
+# ------------------------------------------------------------ the remembered tiling
+
+def test_replacing_a_params_entry_after_steps_leaves_the_flat_path():
+    """The optimizer remembers which arrays it last found to tile its flat
+    array; replacing an entry after some steps must still be noticed."""
+    m = small_vae()
+    opt = optim.SGD(m.params, lr=0.5)
+    _train_steps(m, opt, n=2)
+    old_b = m.params["dec.logits.b"]
+    before = old_b.copy()
+    new_b = np.zeros_like(old_b)
+    m.params["dec.logits.b"] = new_b
+    for g in m.grads.values():                          # the same gradient buffers as before
+        g[...] = 1.0
+    opt.step(dict(m.grads))
+    np.testing.assert_array_equal(new_b, -0.5)
+    np.testing.assert_array_equal(old_b, before)        # the flat array's slot: untouched
+
+
+def test_new_gradient_arrays_every_step_give_the_same_run():
+    """copy=True hands the optimizer fresh gradient arrays at every step, copy=False
+    the same buffers: the updates must be identical."""
+    rng = np.random.default_rng(2)
+    x = (rng.random((5, 6)) < 0.5).astype(np.float64)
+    runs = []
+    for copy in (False, True):
+        m = small_vae()
+        opt = optim.get("adam", m.params, lr=0.05)
+        r = np.random.default_rng(3)
+        for _ in range(4):
+            opt.step(estimators.reparam(m, x, rng=r, copy=copy)[1])
+        runs.append(m.store.params.copy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("how", ["pickle", "model-first", "optimizer-first"])
+def test_copies_made_after_training_train_like_the_original(how):
+    """A copy of a model and optimizer that have already stepped (so that the
+    optimizer has remembered its arrays) must check its own arrays afresh."""
+    import copy
+    import pickle
+    m = small_vae()
+    opt = optim.get("adagrad", m.params, lr=0.05)
+    _train_steps(m, opt, n=2)
+    if how == "pickle":
+        m2, opt2 = pickle.loads(pickle.dumps((m, opt)))
+    elif how == "model-first":
+        m2, opt2 = copy.deepcopy((m, opt))
+    else:
+        opt2, m2 = copy.deepcopy((opt, m))
+    assert all(opt2.params[k] is m2.params[k] for k in m.params)
+    assert _train_steps(m2, opt2) == _train_steps(m, opt)
+    for k in m.params:
+        np.testing.assert_array_equal(m2.params[k], m.params[k])
