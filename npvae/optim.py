@@ -30,6 +30,7 @@ import numpy as np
 from npvae.nn import flat_base
 
 BLOCK = 2 ** 16      # entries per block of the update (see Optimizer._update_blocks)
+FLUSH_EVERY = 64     # steps between flushes of subnormal state (see Optimizer._flush_subnormal)
 
 
 class Optimizer:
@@ -46,6 +47,7 @@ class Optimizer:
     name = None
     hyper = ()
     slots = ()
+    decaying = ()        # the slots that shrink geometrically where the gradient is zero
 
     def __init__(self, params, lr, *, weight_decay=0.0):
         if not isinstance(params, dict) or not params:
@@ -122,6 +124,8 @@ class Optimizer:
                 raise ValueError(f"grads[{k!r}] has shape {grads[k].shape}, params[{k!r}] "
                                  f"has {p.shape}")
         self.t += 1
+        if self.decaying and self.t % FLUSH_EVERY == 0:
+            self._flush_subnormal()
         if self._flat is not None:
             g = self._flat_grads(grads)
             if g is not None:
@@ -134,6 +138,26 @@ class Optimizer:
                                     tuple(a.reshape(-1) for a in slots))
             else:                           # no flat view of p: one block, in its shape
                 self._update_blocks(p, grads[k], slots)
+
+    def _flush_subnormal(self):
+        """Set the subnormal entries of the decaying state slots to zero (9.12).
+
+        Where a gradient entry stays exactly zero (a pixel that is 0 in every
+        image, a dead ReLU unit), Adam's m and v and SGD's velocity shrink by a
+        constant factor at every step until they are subnormal, and there they
+        stay: the factor times the smallest subnormal rounds back to it.  Every
+        later pass over them then takes the CPU's slow path.  Measured
+        (pytorch-example model, Adam, float32, one batch): the step went from
+        7.5 ms to 14-15 ms after ~900 steps; with this flush every 64 steps it
+        stayed at 7.2-7.9 ms, and the parameters after 1600 steps were
+        bit-identical.  Dropping an entry below the smallest normal number
+        moves a parameter by less than ``lr * tiny / eps`` (about 1e-33 in
+        float32 with the defaults): derivations/09 section 9.7 bounds it.
+        """
+        for s in self.decaying:
+            for a in self.state[s].values():
+                tiny = np.finfo(a.dtype).tiny
+                np.copyto(a, 0, where=np.abs(a) < tiny)                 # (9.12)
 
     def _flat_grads(self, grads):
         """The flat array that ``grads`` tile in the order of ``params``, if
@@ -264,7 +288,7 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=0.01, momentum=0.0, *, weight_decay=0.0):
         self.momentum = _in_unit("momentum", momentum)
-        self.slots = ("velocity",) if self.momentum else ()
+        self.slots = self.decaying = ("velocity",) if self.momentum else ()
         super().__init__(params, lr, weight_decay=weight_decay)
 
     def load_state_dict(self, d):
@@ -320,7 +344,7 @@ class Adam(Optimizer):
 
     name = "adam"
     hyper = ("beta1", "beta2", "eps")
-    slots = ("m", "v")
+    slots = decaying = ("m", "v")
 
     def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, *, weight_decay=0.0):
         self.beta1 = _in_unit("beta1", beta1)

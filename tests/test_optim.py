@@ -228,3 +228,68 @@ def test_in_place_updates_equal_the_plain_formulas(name, shape, seed, wd, scale)
         opt.step({"w": g.copy()})
         p = reference_step(name, p, g, state, t, 0.01, wd)
         np.testing.assert_allclose(params["w"], p, rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------ subnormal state (9.12)
+
+def _subnormal_count(a):
+    return int(np.count_nonzero((a != 0) & (np.abs(a) < np.finfo(a.dtype).tiny)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name, kw, slots", [("adam", {}, ("m", "v")),
+                                              ("sgd", {"momentum": 0.9}, ("velocity",))])
+def test_subnormal_state_is_flushed_every_flush_every_steps(name, kw, slots, dtype):
+    """A slot entry that decays under zero gradients gets stuck at the smallest
+    subnormal (0.9 of it rounds back up); every FLUSH_EVERY steps it is set to
+    zero (9.12), while normal entries, however small, are kept."""
+    tiny = np.finfo(dtype).tiny
+    params = {"w": np.ones(4, dtype)}
+    opt = optim.get(name, params, lr=1e-3, **kw)
+    for s in slots:
+        sign = 1 if s == "v" else -1                   # v is a mean of squares
+        opt.state[s]["w"][...] = [tiny / 8, sign * tiny / 1e3, 4 * tiny, 0.0]
+    zero = {"w": np.zeros(4, dtype)}
+    for _ in range(optim.FLUSH_EVERY - 1):
+        opt.step(zero)
+    for s in slots:                                    # not yet: decayed, still subnormal
+        assert _subnormal_count(opt.state[s]["w"][:2]) == 2
+    opt.step(zero)
+    for s in slots:
+        a = opt.state[s]["w"]
+        assert a[0] == 0 and a[1] == 0 and a[3] == 0
+        if s == "v":                                   # 4 tiny * 0.999^63: still normal, kept
+            assert a[2] >= tiny
+        else:                                          # 4 tiny * 0.9^63 is subnormal by now
+            assert a[2] == 0
+    np.testing.assert_array_equal(params["w"], np.ones(4, dtype))   # far from zero: unmoved
+
+
+def test_adagrad_has_no_decaying_slot():
+    assert optim.Adagrad({"w": np.ones(2)}).decaying == ()
+    assert optim.SGD({"w": np.ones(2)}).decaying == ()
+
+
+def test_flushing_leaves_a_long_adam_run_bit_identical(monkeypatch):
+    """Adam in float32 on data with always-zero inputs and dead units: after ~800
+    steps m holds subnormals (checked with the flush switched off), and the run
+    with the flush gives the very same parameters (derivations/09, section 9.7)."""
+    import npvae
+    from npvae import estimators
+    rng = np.random.default_rng(0)
+    x = (rng.random((16, 8)) < 0.5).astype(np.float32)
+    x[:, :3] = 0                                       # pixels that are 0 in every image
+    runs = []
+    for flush_every in (10 ** 9, optim.FLUSH_EVERY):
+        monkeypatch.setattr(optim, "FLUSH_EVERY", flush_every)
+        model = npvae.VAE(8, 2, hidden=(6,), activation="relu", init="he",
+                          rng=np.random.default_rng(1), dtype=np.float32)
+        opt = optim.get("adam", model.params, lr=1e-2)
+        r = np.random.default_rng(2)
+        for _ in range(1000):
+            opt.step(estimators.reparam(model, x, rng=r, copy=False)[1])
+        runs.append((model.store.params.copy(), _subnormal_count(opt._flat_state[0])))
+    (p_off, sub_off), (p_on, sub_on) = runs
+    assert sub_off > 0                                 # the test exercises the flush
+    assert sub_on < sub_off
+    np.testing.assert_array_equal(p_on, p_off)
