@@ -18,6 +18,11 @@ were a large part of that.  The maths is in the comment tagged on each line.
 gradient of the N(0, I) prior on the parameters; pass ``weight_decay = 1 / N``
 (N = training-set size) for the paper's MAP objective scaled per example (9.2).
 
+Adam and SGD with momentum set the subnormal entries of their state to zero
+every ``FLUSH_EVERY`` steps (9.12): state that decays under exactly-zero
+gradients would otherwise stick at the smallest subnormal number, where every
+pass over it is slow; the parameters are unchanged by it (derivations/09, 9.7).
+
 Every optimizer can save and restore its state: ``state_dict()`` returns a
 flat dict whose values are JSON-able scalars or arrays (keys ``"<slot>/<param
 name>"``); ``load_state_dict(d)`` checks it fully before changing anything.
