@@ -20,17 +20,17 @@ optimizer on the caller's thread) and the step whose flat optimizer update
 runs in two halves on two Python threads, paired repetitions in one process.
 
 RESULT: NO.  2-vCPU Xeon (Sapphire Rapids) VM, OpenBLAS 0.3.31, NumPy 2.4.6,
-float32, 2 threads, session 4 (2026-11-22), paper model, M = 100:
+float32, 2 threads, session 4 (2026-11-22), medians over the rounds:
 
-    OPENBLAS_THREAD_TIMEOUT   serial step   optimizer halves   halves / serial (paired)
-    default (28)              5.3 ms        6.0 ms             0.95
-    4                         6.7 ms        6.5 ms             1.00
-    1 (taken as 4)            6.8 ms        7.2 ms             0.95
+    paper, M = 100 (5 rounds)     serial step   optimizer halves   halves / serial (paired)
+    default timeout (28)          6.86 ms       7.07 ms            0.97
+    OPENBLAS_THREAD_TIMEOUT=4     7.31 ms       6.77 ms            1.09
 
-(first exploratory run, 9 paired repetitions per child; the script's own runs
-are in ``benchmarks/README.md``).  Waking the sleeping worker at each of the
-~10 matrix products of a step costs more (~1.4 ms) than a second core gives
-the update back; with the default timeout the halves still queue on one core.
+With the worker asleep the two halves do run at once, but waking it for each
+of the step's matrix products costs about what they gain: the best variant
+(6.77 ms) against the plain serial step (6.86 ms) is within the noise.  The
+variable must also be set before NumPy is imported, which a library cannot
+do for its users.
 """
 import argparse
 import os
