@@ -18,10 +18,11 @@ were a large part of that.  The maths is in the comment tagged on each line.
 gradient of the N(0, I) prior on the parameters; pass ``weight_decay = 1 / N``
 (N = training-set size) for the paper's MAP objective scaled per example (9.2).
 
-Adam and SGD with momentum set the subnormal entries of their state to zero
-every ``FLUSH_EVERY`` steps (9.12): state that decays under exactly-zero
-gradients would otherwise stick at the smallest subnormal number, where every
-pass over it is slow; the parameters are unchanged by it (derivations/09, 9.7).
+Adam and SGD with momentum set subnormal entries of their state to zero every
+``FLUSH_EVERY`` steps (9.12): state that decays under exactly-zero gradients
+would otherwise stick among the smallest subnormal numbers, where every pass
+over it is slow.  What this can change is bounded in derivations/09, 9.7:
+below float rounding for the parameters in float32 and float64.
 
 Every optimizer can save and restore its state: ``state_dict()`` returns a
 flat dict whose values are JSON-able scalars or arrays (keys ``"<slot>/<param
@@ -52,7 +53,7 @@ class Optimizer:
     name = None
     hyper = ()
     slots = ()
-    decaying = ()        # the slots that shrink geometrically where the gradient is zero
+    decaying = ()        # slots that shrink geometrically where the gradient is zero (9.12)
 
     def __init__(self, params, lr, *, weight_decay=0.0):
         if not isinstance(params, dict) or not params:
@@ -145,25 +146,33 @@ class Optimizer:
                 self._update_blocks(p, grads[k], slots)
 
     def _flush_subnormal(self):
-        """Set the subnormal entries of the decaying state slots to zero (9.12).
+        """Set subnormal entries of the decaying state slots to zero (9.12).
 
-        Where a gradient entry stays exactly zero (a pixel that is 0 in every
-        image, a dead ReLU unit), Adam's m and v and SGD's velocity shrink by a
-        constant factor at every step until they are subnormal, and there they
-        stay: the factor times the smallest subnormal rounds back to it.  Every
-        later pass over them then takes the CPU's slow path.  Measured
-        (pytorch-example model, Adam, float32, one batch): the step went from
-        7.5 ms to 14-15 ms after ~900 steps; with this flush every 64 steps it
-        stayed at 7.2-7.9 ms, and the parameters after 1600 steps were
-        bit-identical.  A flush of that model's two slots takes ~0.9 ms,
-        ~15 us per step.  Dropping an entry below the smallest normal number
-        moves a parameter by less than ``lr * tiny / eps`` (about 1e-33 in
-        float32 with the defaults): derivations/09 section 9.7 bounds it.
+        Runs at the start of every step t with t % FLUSH_EVERY == 0, before
+        that step's update.  Where a gradient entry stays exactly zero (a pixel
+        that is 0 in every image, a dead ReLU unit), Adam's m and v and SGD's
+        velocity shrink by a constant factor at every step until they are
+        subnormal, and there they stay: the factor times a small enough
+        subnormal rounds back to it.  Every later pass over them then takes
+        the CPU's slow path.  Measured (pytorch-example model, Adam,
+        float32): on one fixed random batch the step went from 7.5 ms to
+        14-15 ms after ~900 steps, on the benchmark's glyphs from ~7 to
+        ~10.5 ms after ~1500; with this flush it stayed, and the parameters
+        after 1600 steps were bit-identical.  A flush of that model's two
+        slots takes ~0.9 ms, ~15 us per step (it allocates two temporaries
+        per parameter array, 64 times less often than a step runs).
+
+        Only float32 and float64 state is flushed: float16's smallest normal
+        number (6e-5) is a value Adam's v really takes.
         """
-        for s in self.decaying:
-            for a in self.state[s].values():
-                tiny = np.finfo(a.dtype).tiny
-                np.copyto(a, 0, where=np.abs(a) < tiny)                 # (9.12)
+        for k in self.params:
+            arrays = [self.state[s][k] for s in self.slots if s in self.decaying]
+            if arrays and arrays[0].dtype in (np.float32, np.float64):
+                self._flush(arrays, np.finfo(arrays[0].dtype).tiny)
+
+    def _flush(self, arrays, tiny):
+        """The rule (9.12) on one parameter's decaying slots: subclasses."""
+        raise NotImplementedError
 
     def _flat_grads(self, grads):
         """The flat array that ``grads`` tile in the order of ``params``, if
@@ -174,8 +183,11 @@ class Optimizer:
         found to tile are remembered, so that the usual step (the same params
         and the same gradient buffers each time) is recognised by identity:
         ``flat_base`` reads each array's address and costs ~30 us per call
-        (10 arrays), against ~2 us for the identity test; measured, the whole
-        update of the paper's model took 0.93-0.95 of its time before (float32).
+        (10 arrays), against ~2 us for the identity test; measured, with the
+        identity test the paper model's whole update takes 0.93-0.95 of the
+        time it took before (float32).  This trusts that an array object keeps
+        its memory layout: a view whose ``dtype`` or ``strides`` attribute is
+        reassigned in place is not noticed (replace the dict entry instead).
         """
         params = tuple(self.params.values())
         gs = tuple(grads[k] for k in self.params)
@@ -199,8 +211,9 @@ class Optimizer:
         arithmetic is the same either way.  Blocks of 2^16 then took 0.92-0.96
         of the time of 2^15 (float32, paper and pytorch-example models, caches
         flushed between updates, two runs; 2^14: 1.1-1.15, 2^17: as 2^16;
-        float64: 0.92-1.0): half the Python-level calls, and a block's four
-        arrays (256 KB each in float32) still fit the 2 MB L2 cache.
+        float64: 0.92-1.0): half the Python-level calls, and the four to six
+        arrays one block of an update touches (256 KB each in float32) still
+        fit the measuring machine's 2 MB L2 cache.
         """
         if p.ndim != 1:
             blocks = [slice(None)]
@@ -291,10 +304,11 @@ class SGD(Optimizer):
 
     name = "sgd"
     hyper = ("momentum",)
+    decaying = ("velocity",)     # when there is momentum (then ``slots`` has it)
 
     def __init__(self, params, lr=0.01, momentum=0.0, *, weight_decay=0.0):
         self.momentum = _in_unit("momentum", momentum)
-        self.slots = self.decaying = ("velocity",) if self.momentum else ()
+        self.slots = ("velocity",) if self.momentum else ()
         super().__init__(params, lr, weight_decay=weight_decay)
 
     def load_state_dict(self, d):
@@ -304,6 +318,11 @@ class SGD(Optimizer):
                              f"{float(d['momentum']):g}, this SGD has {self.momentum:g}; "
                              "one has a velocity slot and the other not")
         super().load_state_dict(d)
+
+    def _flush(self, arrays, tiny):
+        (v,) = arrays
+        # moves a parameter by less than lr * tiny at the next step (9.12)
+        np.copyto(v, 0, where=np.abs(v) < tiny)
 
     def _update(self, p, g, slots, tmp):
         if self.momentum:
@@ -351,6 +370,18 @@ class Adam(Optimizer):
     name = "adam"
     hyper = ("beta1", "beta2", "eps")
     slots = decaying = ("m", "v")
+
+    def _flush(self, arrays, tiny):
+        m, v = arrays
+        zero = np.abs(m) < tiny
+        np.copyto(m, 0, where=zero)        # the step moves by < lr tiny / (c1 eps)  (9.12)
+        # v only where m is now 0, so that the next step of that entry is 0 / (...)
+        # whatever v is (zeroing v under a normal m could make the step jump when
+        # eps is tiny); and not when eps sqrt(1 - beta2) rounds to 0 in this
+        # dtype, where 0 / (0 + 0) would give NaN
+        if v.dtype.type(self.eps * (1.0 - self.beta2) ** 0.5) > 0:
+            zero &= v < tiny                                     # v >= 0
+            np.copyto(v, 0, where=zero)                          # (9.12)
 
     def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, *, weight_decay=0.0):
         self.beta1 = _in_unit("beta1", beta1)

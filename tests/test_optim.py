@@ -267,7 +267,70 @@ def test_subnormal_state_is_flushed_every_flush_every_steps(name, kw, slots, dty
 
 def test_adagrad_has_no_decaying_slot():
     assert optim.Adagrad({"w": np.ones(2)}).decaying == ()
-    assert optim.SGD({"w": np.ones(2)}).decaying == ()
+    opt = optim.SGD({"w": np.ones(2)})                  # no momentum: no state to flush
+    for _ in range(optim.FLUSH_EVERY):
+        opt.step({"w": np.zeros(2)})
+    assert opt.state == {}
+
+
+def _run(opt_factory, grads, flush):
+    """Parameters and state after the given gradient steps, flush on or off."""
+    saved = optim.FLUSH_EVERY
+    optim.FLUSH_EVERY = saved if flush else 10 ** 9
+    try:
+        params, opt = opt_factory()
+        for g in grads:
+            opt.step(g)
+    finally:
+        optim.FLUSH_EVERY = saved
+    return params, opt
+
+
+def test_adam_keeps_a_subnormal_v_under_a_normal_m():
+    """A gradient of 1e-19 in float32 keeps m normal and makes v subnormal; with a
+    tiny eps sqrt(v) dominates the denominator, so zeroing v alone would make the
+    step jump.  v is flushed only where m is flushed too: the run is unchanged."""
+    def make():
+        p = {"w": np.ones(3, np.float32)}
+        return p, optim.Adam(p, lr=1e-3, eps=1e-20)
+    grads = [{"w": np.array([1e-19, 0.0, 1e-3], np.float32)}] * (2 * optim.FLUSH_EVERY + 1)
+    (p_on, opt_on), (p_off, opt_off) = _run(make, grads, True), _run(make, grads, False)
+    assert _subnormal_count(opt_off.state["v"]["w"]) >= 1           # the case is exercised
+    np.testing.assert_array_equal(p_on["w"], p_off["w"])
+    np.testing.assert_array_equal(opt_on.state["v"]["w"][0], opt_off.state["v"]["w"][0])
+
+
+def test_float16_state_is_not_flushed():
+    """float16's smallest normal number (6e-5) is an ordinary value of m and v."""
+    def make():
+        p = {"w": np.ones(2, np.float16)}
+        return p, optim.Adam(p, lr=1e-2, eps=1e-4)
+    grads = [{"w": np.full(2, 5e-5, np.float16)}] * (optim.FLUSH_EVERY + 5)
+    (p_on, _), (p_off, _) = _run(make, grads, True), _run(make, grads, False)
+    np.testing.assert_array_equal(p_on["w"], p_off["w"])
+
+
+def test_flush_schedule_follows_the_restored_step_count():
+    """The flush runs at steps t = k FLUSH_EVERY of the optimizer's own count,
+    which state_dict saves: a run resumed across a flush flushes where the
+    straight run did."""
+    tiny = np.finfo(np.float32).tiny
+
+    def make():
+        p = {"w": np.ones(3, np.float32)}
+        opt = optim.Adam(p, lr=1e-3)
+        opt.state["m"]["w"][...] = [tiny / 4, -tiny / 4, 0.0]
+        return p, opt
+    zero = {"w": np.zeros(3, np.float32)}
+    _, straight = _run(make, [zero] * (optim.FLUSH_EVERY + 3), True)
+    _, first = _run(make, [zero] * 30, True)
+    p2 = {"w": np.ones(3, np.float32)}
+    resumed = optim.Adam(p2, lr=1e-3)
+    resumed.load_state_dict(first.state_dict())
+    for _ in range(optim.FLUSH_EVERY + 3 - 30):
+        resumed.step(zero)
+    np.testing.assert_array_equal(straight.state["m"]["w"], 0.0)
+    np.testing.assert_array_equal(resumed.state["m"]["w"], straight.state["m"]["w"])
 
 
 def test_flushing_leaves_a_long_adam_run_bit_identical(monkeypatch):
