@@ -146,7 +146,9 @@ class Optimizer:
                 self._update_blocks(p, grads[k], slots)
 
     def _flush_subnormal(self):
-        """Set subnormal entries of the decaying state slots to zero (9.12).
+        """Set subnormal entries of the decaying state slots to zero (9.12);
+        each optimizer's ``_flush`` holds its rule (Adam zeroes v only where
+        it zeroes m).
 
         Runs at the start of every step t with t % FLUSH_EVERY == 0, before
         that step's update.  Where a gradient entry stays exactly zero (a pixel
