@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Optional, run by hand: a virtual environment whose NumPy is built from
+# source against Intel's MKL (from PyPI's mkl-devel) instead of the OpenBLAS
+# that PyPI's NumPy wheels carry.  npvae's code is the same NumPy code; only
+# the library behind `@` changes.  See benchmarks/README.md, "Session 5", for
+# what it changed here (the paper step 1.0-1.15x PyTorch instead of 0.85-0.95x).
+#
+#     bash benchmarks/numpy_mkl.sh [VENV]        # default VENV: .venv-mkl
+#     VENV/bin/python benchmarks/bench.py --configs paper pytorch-example large-batch
+#
+# Needs a C compiler and about 1.3 GB of disk (MKL is 1 GB); the NumPy build
+# takes 10-25 minutes on 2 cores.  MKL is for x86-64; on other CPUs use the
+# ordinary install.
+set -euo pipefail
+
+venv=${1:-.venv-mkl}
+here=$(cd "$(dirname "$0")/.." && pwd)
+numpy_version=$(python -c "import numpy; print(numpy.__version__)" 2>/dev/null || echo 2.4.6)
+
+python -m venv "$venv"
+export PATH="$(cd "$venv" && pwd)/bin:$PATH"       # the build looks for cython on PATH
+export PKG_CONFIG_PATH="$(cd "$venv" && pwd)/lib/pkgconfig"   # mkl-devel's .pc files
+pip install mkl-devel meson-python meson ninja cython
+# mkl-threading=gomp: MKL's threads on GNU OpenMP, the runtime PyTorch's CPU
+# build uses too (one OpenMP runtime if both are loaded, as in bench.py)
+pip install --no-build-isolation --no-binary numpy "numpy==$numpy_version" \
+    -Csetup-args=-Dblas=mkl -Csetup-args=-Dlapack=mkl -Csetup-args=-Dmkl-threading=gomp
+pip install -e "$here[test]"
+python - <<'EOF'
+import numpy as np
+cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+print(f"NumPy {np.__version__}, BLAS: {cfg['name']}")
+if "mkl" not in cfg["name"]:
+    raise SystemExit("NumPy did not link MKL")
+EOF
+echo "done: $venv/bin/python; 'pip install torch==2.13.0' there to compare with PyTorch"
