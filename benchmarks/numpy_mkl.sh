@@ -3,7 +3,7 @@
 # source against Intel's MKL (from PyPI's mkl-devel) instead of the OpenBLAS
 # that PyPI's NumPy wheels carry.  npvae's code is the same NumPy code; only
 # the library behind `@` changes.  See benchmarks/README.md, "Session 5", for
-# what it changed here (the paper step 1.0-1.15x PyTorch instead of 0.85-0.95x).
+# what it changed here (the paper step about 1.0x PyTorch instead of 0.85-0.95x).
 #
 #     bash benchmarks/numpy_mkl.sh [VENV]        # default VENV: .venv-mkl
 #     VENV/bin/python benchmarks/bench.py --configs paper pytorch-example large-batch
