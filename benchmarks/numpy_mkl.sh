@@ -23,7 +23,9 @@ export PKG_CONFIG_PATH="$(cd "$venv" && pwd)/lib/pkgconfig"   # mkl-devel's .pc 
 pip install mkl-devel meson-python meson ninja cython
 # mkl-threading=gomp: MKL's threads on GNU OpenMP, the runtime PyTorch's CPU
 # build uses too (one OpenMP runtime if both are loaded, as in bench.py)
-pip install --no-build-isolation --no-binary numpy "numpy==$numpy_version" \
+# --no-cache-dir: pip's wheel cache ignores the -C settings, so a NumPy built
+# earlier without MKL could be reused; the check below would catch that.
+pip install --no-cache-dir --no-build-isolation --no-binary numpy "numpy==$numpy_version" \
     -Csetup-args=-Dblas=mkl -Csetup-args=-Dlapack=mkl -Csetup-args=-Dmkl-threading=gomp
 pip install -e "$here[test]"
 python - <<'EOF'
