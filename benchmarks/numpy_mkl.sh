@@ -6,7 +6,7 @@
 # what it changed here (the paper step about 1.0x PyTorch instead of 0.85-0.95x).
 #
 #     bash benchmarks/numpy_mkl.sh [VENV]        # default VENV: .venv-mkl
-#     NUMPY_VERSION=2.3.5 bash benchmarks/numpy_mkl.sh   # another NumPy (>= 2.0)
+#     NUMPY_VERSION=2.3.5 bash benchmarks/numpy_mkl.sh   # another NumPy (only 2.4.6 was tried)
 #     VENV/bin/python benchmarks/bench.py --configs paper pytorch-example large-batch
 #
 # Needs a C compiler and about 1.3 GB of disk (MKL is 1 GB); the NumPy build
@@ -16,7 +16,7 @@ set -euo pipefail
 
 venv=${1:-.venv-mkl}
 here=$(cd "$(dirname "$0")/.." && pwd)
-numpy_version=${NUMPY_VERSION:-2.4.6}       # the version measured; NumPy >= 2 builds with meson
+numpy_version=${NUMPY_VERSION:-2.4.6}       # the version built and measured here
 
 python -m venv "$venv"
 export PATH="$(cd "$venv" && pwd)/bin:$PATH"       # the build looks for cython on PATH
