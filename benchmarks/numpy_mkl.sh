@@ -3,11 +3,15 @@
 # source against Intel's MKL (from PyPI's mkl-devel) instead of the OpenBLAS
 # that PyPI's NumPy wheels carry.  npvae's code is the same NumPy code; only
 # the library behind `@` changes.  See benchmarks/README.md, "Session 5", for
-# what it changed here (the paper step about 1.0x PyTorch instead of 0.85-0.95x).
+# what it changed here (npvae's step 1.00-1.07x faster: within the noise).
 #
 #     bash benchmarks/numpy_mkl.sh [VENV]        # default VENV: .venv-mkl
 #     NUMPY_VERSION=2.3.5 bash benchmarks/numpy_mkl.sh   # another NumPy (only 2.4.6 was tried)
-#     VENV/bin/python benchmarks/bench.py --configs paper pytorch-example large-batch
+#     VENV/bin/python benchmarks/bench.py --no-torch --configs paper pytorch-example large-batch
+#
+# Compare npvae's examples/s with those of the ordinary install, process by
+# process: PyTorch ran slower in a process whose NumPy had loaded MKL, so
+# the npvae / PyTorch ratios printed in this environment flatter npvae.
 #
 # Needs a C compiler and about 1.3 GB of disk (MKL is 1 GB); the NumPy build
 # takes 10-25 minutes on 2 cores.  MKL is for x86-64; on other CPUs use the
