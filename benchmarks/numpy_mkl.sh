@@ -27,7 +27,8 @@ export PATH="$(cd "$venv" && pwd)/bin:$PATH"       # the build looks for cython 
 export PKG_CONFIG_PATH="$(cd "$venv" && pwd)/lib/pkgconfig"   # mkl-devel's .pc files
 pip install mkl-devel meson-python meson ninja cython
 # mkl-threading=gomp: MKL's threads on GNU OpenMP, the runtime PyTorch's CPU
-# build uses too (one OpenMP runtime if both are loaded, as in bench.py)
+# build uses too.  With both loaded (bench.py), PyTorch then runs on the
+# system's libgomp instead of its own copy; it ran slower there (see above)
 # --no-cache-dir: pip's wheel cache ignores the -C settings, so a NumPy built
 # earlier without MKL could be reused; the check below would catch that.
 pip install --no-cache-dir --no-build-isolation --no-binary numpy "numpy==$numpy_version" \
