@@ -24,12 +24,20 @@ would otherwise stick among the smallest subnormal numbers, where every pass
 over it is slow.  What this can change is bounded in derivations/09, 9.7:
 below float rounding for the parameters in float32 and float64.
 
+``fused=True`` (or the environment variable ``NPVAE_FUSED=1``, read when
+npvae is imported) runs each update as one compiled pass instead
+(``npvae/_fused.py``; needs numba, ``pip install 'npvae[fast]'``): the same
+operations in the same order, so the same bits (9.13), measured 1.15-1.23x
+faster per training step at M = 100.  The NumPy form below stays the
+reference, and the default.
+
 Every optimizer can save and restore its state: ``state_dict()`` returns a
 flat dict whose values are JSON-able scalars or arrays (keys ``"<slot>/<param
 name>"``); ``load_state_dict(d)`` checks it fully before changing anything.
 """
 import copy
 import numbers
+import os
 
 import numpy as np
 
@@ -37,6 +45,8 @@ from npvae.nn import flat_base
 
 BLOCK = 2 ** 16      # entries per block of the update (see Optimizer._update_blocks)
 FLUSH_EVERY = 64     # steps between flushes of subnormal state (see Optimizer._flush_subnormal)
+# the default of ``fused`` (see the module docstring)
+FUSED = os.environ.get("NPVAE_FUSED", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class Optimizer:
@@ -47,7 +57,9 @@ class Optimizer:
     state arrays), and implement ``_update(p, g, slots, tmp)``: the in-place
     update of one 1-D block ``p`` from its gradient ``g``, with ``slots`` the
     matching blocks of the state arrays (a tuple in the order of ``slots``)
-    and ``tmp`` a scratch block of the same size.
+    and ``tmp`` a scratch block of the same size; and ``_fused_update(k, p,
+    g, slots)``, the same update through the compiled kernels ``k``
+    (``npvae._fused``) on whole 1-D arrays of one dtype.
     """
 
     name = None
@@ -55,7 +67,7 @@ class Optimizer:
     slots = ()
     decaying = ()        # slots that shrink geometrically where the gradient is zero (9.12)
 
-    def __init__(self, params, lr, *, weight_decay=0.0):
+    def __init__(self, params, lr, *, weight_decay=0.0, fused=None):
         if not isinstance(params, dict) or not params:
             raise ValueError("params must be a non-empty dict of name -> ndarray "
                              f"(e.g. model.params), got {type(params).__name__}")
@@ -66,6 +78,13 @@ class Optimizer:
         self.params = params
         self.lr = _positive("lr", lr)
         self.weight_decay = _nonnegative("weight_decay", weight_decay)
+        if fused is None:
+            fused = FUSED
+        if not isinstance(fused, (bool, np.bool_)):
+            raise ValueError(f"fused must be True, False or None, got {fused!r}")
+        self.fused = bool(fused)
+        if self.fused:
+            fused_kernels()                 # fails here, before any step, without numba
         self.t = 0
         # a model built on a flat ParamStore (the VAE, the autoencoder) is updated
         # as one array, and its state lives in flat arrays too; the per-name
@@ -217,6 +236,9 @@ class Optimizer:
         arrays one block of an update touches (256 KB each in float32) still
         fit the measuring machine's 2 MB L2 cache.
         """
+        if getattr(self, "fused", False) and p.ndim == 1 and _one_dtype(p, g, slots):
+            self._fused_update(fused_kernels(), p, g, slots)
+            return
         if p.ndim != 1:
             blocks = [slice(None)]
             tmp = np.empty_like(p)
@@ -239,6 +261,13 @@ class Optimizer:
 
     def _update(self, p, g, slots, tmp):
         raise NotImplementedError
+
+    def _fused_update(self, k, p, g, slots):
+        raise NotImplementedError
+
+    def _scalars(self, p):
+        """Whether there is weight decay, and its value in p's dtype."""
+        return bool(self.weight_decay), p.dtype.type(self.weight_decay)
 
     # ------------------------------------------------------------ state
 
@@ -308,10 +337,10 @@ class SGD(Optimizer):
     hyper = ("momentum",)
     decaying = ("velocity",)     # when there is momentum (then ``slots`` has it)
 
-    def __init__(self, params, lr=0.01, momentum=0.0, *, weight_decay=0.0):
+    def __init__(self, params, lr=0.01, momentum=0.0, *, weight_decay=0.0, fused=None):
         self.momentum = _in_unit("momentum", momentum)
         self.slots = ("velocity",) if self.momentum else ()
-        super().__init__(params, lr, weight_decay=weight_decay)
+        super().__init__(params, lr, weight_decay=weight_decay, fused=fused)
 
     def load_state_dict(self, d):
         saved = d.get("momentum") if isinstance(d, dict) else None
@@ -335,6 +364,13 @@ class SGD(Optimizer):
         np.multiply(g, self.lr, out=tmp)
         p -= tmp                                               # (9.3)
 
+    def _fused_update(self, k, p, g, slots):
+        c = p.dtype.type
+        if self.momentum:
+            k.sgd_momentum(p, g, slots[0], *self._scalars(p), c(self.momentum), c(self.lr))
+        else:
+            k.sgd(p, g, *self._scalars(p), c(self.lr))          # (9.3)
+
 
 class Adagrad(Optimizer):
     """Adagrad (Duchi, Hazan & Singer 2011), the paper's optimizer.
@@ -346,9 +382,9 @@ class Adagrad(Optimizer):
     hyper = ("eps",)
     slots = ("sum_sq",)
 
-    def __init__(self, params, lr=0.01, eps=1e-8, *, weight_decay=0.0):
+    def __init__(self, params, lr=0.01, eps=1e-8, *, weight_decay=0.0, fused=None):
         self.eps = _positive("eps", eps)
-        super().__init__(params, lr, weight_decay=weight_decay)
+        super().__init__(params, lr, weight_decay=weight_decay, fused=fused)
 
     def _update(self, p, g, slots, tmp):
         (G,) = slots
@@ -359,6 +395,10 @@ class Adagrad(Optimizer):
         np.divide(g, tmp, out=tmp)
         tmp *= self.lr
         p -= tmp                                               # (9.6)
+
+    def _fused_update(self, k, p, g, slots):
+        c = p.dtype.type
+        k.adagrad(p, g, slots[0], *self._scalars(p), c(self.lr), c(self.eps))  # (9.5), (9.6)
 
 
 class Adam(Optimizer):
@@ -385,11 +425,12 @@ class Adam(Optimizer):
             zero &= v < tiny                                     # v >= 0
             np.copyto(v, 0, where=zero)                          # (9.12)
 
-    def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, *, weight_decay=0.0):
+    def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, *, weight_decay=0.0,
+                 fused=None):
         self.beta1 = _in_unit("beta1", beta1)
         self.beta2 = _in_unit("beta2", beta2)
         self.eps = _positive("eps", eps)
-        super().__init__(params, lr, weight_decay=weight_decay)
+        super().__init__(params, lr, weight_decay=weight_decay, fused=fused)
 
     def _update(self, p, g, slots, tmp):
         m, v = slots
@@ -412,8 +453,32 @@ class Adam(Optimizer):
         tmp *= self.lr * c2 ** 0.5 / c1
         p -= tmp                                               # (9.9)
 
+    def _fused_update(self, k, p, g, slots):
+        c = p.dtype.type
+        c1 = 1.0 - self.beta1 ** self.t
+        c2 = 1.0 - self.beta2 ** self.t
+        k.adam(p, g, *slots, *self._scalars(p), c(self.beta1), c(1.0 - self.beta1),  # (9.7)-(9.9)
+               c(self.beta2), c(1.0 - self.beta2), c(self.eps * c2 ** 0.5),
+               c(self.lr * c2 ** 0.5 / c1))
+
 
 OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "adam": Adam}
+
+
+def fused_kernels():
+    """The compiled updates (``npvae._fused``); ImportError with a hint if numba is missing."""
+    try:
+        from npvae import _fused
+    except ImportError as err:
+        raise ImportError("fused=True (or NPVAE_FUSED=1) needs numba: "
+                          "pip install 'npvae[fast]' (or pip install numba)") from err
+    return _fused
+
+
+def _one_dtype(p, g, slots):
+    """True if p, g and the state blocks are all float32 or all float64: the
+    kernels then compute in the dtype NumPy's passes compute in."""
+    return p.dtype in (np.float32, np.float64) and all(a.dtype == p.dtype for a in (g, *slots))
 
 
 def _same(a, b):

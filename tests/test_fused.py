@@ -1,0 +1,186 @@
+"""The compiled one-pass updates (``fused=True``, npvae/_fused.py) give the very
+bits of the NumPy updates (9.13), take the compiled path where they should,
+and fall back to NumPy where the kernels would round differently."""
+import copy
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import npvae
+from npvae import _fused, optim
+
+CONFIGS = [("sgd", {}), ("sgd", {"momentum": 0.9}), ("adagrad", {}), ("adam", {})]
+KERNELS = ("sgd", "sgd_momentum", "adagrad", "adam")
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """Counts the calls of each compiled kernel."""
+    calls = dict.fromkeys(KERNELS, 0)
+    for name in KERNELS:
+        kernel = getattr(_fused, name)
+
+        def counted(*args, _name=name, _kernel=kernel):
+            calls[_name] += 1
+            return _kernel(*args)
+        monkeypatch.setattr(_fused, name, counted)
+    return calls
+
+
+def run_pair(name, kw, params, grads, steps=5, wd=0.0):
+    """The same steps through the NumPy and the fused update; both params dicts."""
+    a, b = copy.deepcopy(params), copy.deepcopy(params)
+    oa = optim.get(name, a, 0.01, weight_decay=wd, fused=False, **kw)
+    ob = optim.get(name, b, 0.01, weight_decay=wd, fused=True, **kw)
+    for g in grads[:steps]:
+        oa.step(g)
+        ob.step(g)
+    return a, b, oa, ob
+
+
+def assert_same_bits(a, b, oa, ob):
+    for k in a:
+        assert a[k].dtype == b[k].dtype
+        np.testing.assert_array_equal(a[k], b[k], strict=True)
+        for s in oa.slots:
+            np.testing.assert_array_equal(oa.state[s][k], ob.state[s][k], strict=True)
+
+
+@pytest.mark.parametrize("name,kw", CONFIGS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("wd", [0.0, 0.05])
+def test_fused_training_is_bit_identical_on_a_flat_model(name, kw, dtype, wd, kernel_calls):
+    """A VAE on its flat store, trained 6 steps with real gradients (the
+    optimizer's flat path, more than one BLOCK of parameters)."""
+    rng = np.random.default_rng(3)
+    model = npvae.VAE(784, 20, hidden=(100,), rng=rng, dtype=dtype)
+    assert model.store.params.size > optim.BLOCK
+    x = (rng.random((16, 784)) < 0.3).astype(dtype)
+    twin = copy.deepcopy(model)
+    oa = optim.get(name, model.params, 0.01, weight_decay=wd, fused=False, **kw)
+    ob = optim.get(name, twin.params, 0.01, weight_decay=wd, fused=True, **kw)
+    for t in range(6):
+        eps = np.random.default_rng(t).standard_normal((1, 16, 20)).astype(dtype)
+        la, ga = npvae.estimators.reparam(model, x, eps=eps, copy=False)
+        oa.step(ga)
+        lb, gb = npvae.estimators.reparam(twin, x, eps=eps, copy=False)
+        ob.step(gb)
+        assert la == lb
+    assert_same_bits(model.params, twin.params, oa, ob)
+    kernel = "sgd_momentum" if kw.get("momentum") else name
+    assert kernel_calls[kernel] == 6                   # one call per step: the flat path
+
+
+@settings(max_examples=60, deadline=None)
+@given(config=st.sampled_from(CONFIGS), dtype=st.sampled_from([np.float32, np.float64]),
+       shapes=st.lists(st.tuples(st.integers(1, 40), st.integers(1, 30)), min_size=1, max_size=3),
+       wd=st.sampled_from([0.0, 1e-3, 0.5]), scale=st.sampled_from([1e-30, 1e-3, 1.0, 1e4]),
+       seed=st.integers(0, 2 ** 16))
+def test_fused_update_is_bit_identical_per_array(config, dtype, shapes, wd, scale, seed):
+    """Separate arrays (the per-array path), gradient scales from tiny to large."""
+    name, kw = config
+    rng = np.random.default_rng(seed)
+    params = {f"p{i}": rng.standard_normal(s).astype(dtype) for i, s in enumerate(shapes)}
+    grads = [{k: (scale * rng.standard_normal(v.shape)).astype(dtype) for k, v in params.items()}
+             for _ in range(4)]
+    assert_same_bits(*run_pair(name, kw, params, grads, wd=wd))
+
+
+def test_zero_gradients_and_a_decay_that_rounds_to_zero():
+    """Exactly-zero gradients (0/0 is avoided by eps, as in NumPy), and a weight
+    decay that is 0 in float32 but still switches the decay path on."""
+    params = {"w": np.array([1.0, -0.0, 0.0, np.inf, -2.5], np.float32)}
+    grads = [{"w": np.zeros(5, np.float32)}] * 3
+    for name, kw in CONFIGS:
+        for wd in (0.0, 1e-60):
+            with np.errstate(all="ignore"):         # inf * 0 and the like, in both
+                a, b, oa, ob = run_pair(name, kw, params, grads, wd=wd)
+            assert_same_bits(a, b, oa, ob)
+
+
+def test_mixed_or_half_dtypes_use_numpy(kernel_calls):
+    """float16, and gradients of another dtype than the parameters, stay on the
+    NumPy update (the kernels would round differently); results still agree."""
+    rng = np.random.default_rng(0)
+    cases = [({"w": rng.standard_normal(50).astype(np.float16)},
+              {"w": rng.standard_normal(50).astype(np.float16)}),
+             ({"w": rng.standard_normal(50).astype(np.float32)},
+              {"w": rng.standard_normal(50)})]                     # float64 gradient
+    for params, g in cases:
+        for name, kw in CONFIGS:
+            assert_same_bits(*run_pair(name, kw, params, [g] * 3))
+    assert sum(kernel_calls.values()) == 0
+
+
+def test_non_contiguous_parameters_use_numpy(kernel_calls):
+    """A strided view (no flat 1-D view of it exists) keeps its NumPy update."""
+    rng = np.random.default_rng(1)
+    base_a, g = rng.standard_normal((6, 8)), {"w": rng.standard_normal((6, 4))}
+    base_b, before = base_a.copy(), base_a.copy()
+    a, b = {"w": base_a[:, ::2]}, {"w": base_b[:, ::2]}
+    oa, ob = optim.Adam(a, fused=False), optim.Adam(b, fused=True)
+    for _ in range(3):
+        oa.step(g)
+        ob.step(g)
+    assert_same_bits(a, b, oa, ob)
+    np.testing.assert_array_equal(base_a, base_b)              # the views were updated
+    assert not np.array_equal(base_a, before)
+    assert sum(kernel_calls.values()) == 0
+
+
+def test_fused_state_dict_round_trip_and_deepcopy():
+    """fused is not a hyperparameter: the state dict is the same either way,
+    and loads into an optimizer of the other kind."""
+    rng = np.random.default_rng(2)
+    params = {"w": rng.standard_normal(300)}
+    grads = [{"w": rng.standard_normal(300)} for _ in range(3)]
+    a, b, oa, ob = run_pair("adam", {}, params, grads)
+    da, db = oa.state_dict(), ob.state_dict()
+    assert da.keys() == db.keys() and "fused" not in da
+    c = {"w": a["w"].copy()}
+    oc = optim.Adam(c, fused=True)
+    oc.load_state_dict(da)
+    assert oc.fused and copy.deepcopy(oc).fused
+    oa.step(grads[0])
+    oc.step(grads[0])
+    np.testing.assert_array_equal(a["w"], c["w"])
+
+
+def test_bad_fused_value():
+    with pytest.raises(ValueError, match="fused must be"):
+        optim.Adam({"w": np.zeros(3)}, fused="yes")
+
+
+def test_without_numba_fused_fails_at_construction():
+    """ImportError with the install hint, raised when the optimizer is built."""
+    code = ("import sys; sys.modules['numba'] = None\n"
+            "import numpy as np\n"
+            "from npvae import optim\n"
+            "p = {'w': np.zeros(3)}\n"
+            "assert not optim.Adam(p).fused\n"
+            "try:\n"
+            "    optim.Adam(p, fused=True)\n"
+            "except ImportError as err:\n"
+            "    print('ERR', err)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "NPVAE_FUSED": ""}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ERR fused=True (or NPVAE_FUSED=1) needs numba" in out.stdout
+    assert "pip install 'npvae[fast]'" in out.stdout
+
+
+@pytest.mark.parametrize("value,expected", [("1", True), ("yes", True), ("0", False),
+                                            ("", False)])
+def test_environment_variable_sets_the_default(value, expected):
+    code = ("import numpy as np\nfrom npvae import optim\n"
+            "print(optim.FUSED, optim.Adagrad({'w': np.zeros(2)}).fused, "
+            "optim.Adagrad({'w': np.zeros(2)}, fused=False).fused)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "NPVAE_FUSED": value}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(expected), str(expected), "False"]
