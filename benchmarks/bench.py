@@ -97,6 +97,9 @@ class Config:
     kind: str = "train"              # "train", "forward", "evaluate", "gemm"
     K: int = 1000                    # importance samples ("evaluate")
     twin: bool = True                # has a PyTorch twin
+    fused: bool = False              # the optimizer's compiled one-pass update (needs numba)
+    base: str = ""                   # a fused config's twin: its npvae/PyTorch ratio uses the
+                                     # PyTorch times of this config, repetition by repetition
 
 
 PAPER = dict(hidden=(500,), activation="tanh", optimizer="adagrad", lr=0.02, M=100)
@@ -109,6 +112,12 @@ CONFIGS = [
     Config("large-batch", "paper at M=1000", **{**PAPER, "M": 1000}),
     Config("large-batch-f64", "paper at M=1000 in float64", **{**PAPER, "M": 1000},
            dtype="float64"),
+    Config("paper-fused", "paper, optimizer fused=True (numba)", **PAPER, fused=True,
+           twin=False, base="paper"),
+    Config("pytorch-example-fused", "pytorch-example, optimizer fused=True (numba)", **EXAMPLE,
+           fused=True, twin=False, base="pytorch-example"),
+    Config("large-batch-fused", "large-batch, optimizer fused=True (numba)",
+           **{**PAPER, "M": 1000}, fused=True, twin=False, base="large-batch"),
     Config("L10", "paper with L=10 samples per example", **PAPER, L=10),
     Config("reinforce", "paper model, REINFORCE estimator (no baseline), L=1", **PAPER,
            estimator="reinforce", twin=False),
@@ -179,13 +188,23 @@ def load_data(n, rng):
     return np.concatenate([x] * reps)[:n], source
 
 
-def make_optimizer(name, params, lr):
+def make_optimizer(name, params, lr, fused=False):
     """npvae.optim when it exists; else a small local in-place Adagrad/Adam."""
     try:
         optim = npvae.optim
     except (ImportError, AttributeError):
         return _LocalOptimizer(name, params, lr), "local in-place fallback (npvae.optim missing)"
-    return optim.get(name, params, lr=lr), "npvae.optim"
+    opt = optim.get(name, params, lr=lr, fused=fused)
+    return opt, "npvae.optim" + (" (fused)" if opt.fused else "")
+
+
+def can_fuse():
+    """True if npvae.optim offers fused=True and numba is importable."""
+    try:
+        npvae.optim.fused_kernels()
+        return True
+    except (ImportError, AttributeError):
+        return False
 
 
 class _LocalOptimizer:
@@ -252,7 +271,8 @@ class Task:
             # optimizer, uncopied, when the estimator offers that
             if "copy" in inspect.signature(self.estimator).parameters:
                 cfg = self.cfg = Config(**{**asdict(cfg), "options": {**cfg.options, "copy": False}})
-            self.opt, self.note = make_optimizer(cfg.optimizer, self.model.params, cfg.lr)
+            self.opt, self.note = make_optimizer(cfg.optimizer, self.model.params, cfg.lr,
+                                                 fused=cfg.fused)
         self.flops = count_gemm_flops(lambda: self._unit(self.batches[0], step=False))
 
     def _unit(self, x, step=True):
@@ -341,6 +361,9 @@ def benchmark(cfgs, reps, target, with_torch, log=print, settle=0.3):
             log(f"skip {cfg.name}: estimator {cfg.estimator!r} is not in "
                 f"npvae.estimators.ESTIMATORS")
             continue
+        if cfg.fused and not can_fuse():
+            log(f"skip {cfg.name}: fused=True needs numba (pip install 'npvae[fast]')")
+            continue
         tasks.append(Task(cfg, data))
         if with_torch and cfg.twin:
             tasks.append(TorchTask(cfg, data))
@@ -391,8 +414,9 @@ def report(tasks, times, cpu):
             row["examples_per_s"] = summarize(eps)
             if cfg.dtype in peak:
                 row["fraction_of_peak"] = float(np.median(rate) / peak[cfg.dtype])
-        if (cfg.name, "torch") in times:
-            tsec = np.asarray(times[cfg.name, "torch"])
+        twin = cfg.name if (cfg.name, "torch") in times else cfg.base
+        if (twin, "torch") in times:
+            tsec = np.asarray(times[twin, "torch"])
             if cfg.kind == "gemm":
                 row["torch_gflops"] = summarize(t.flops / tsec / 1e9)
             else:
@@ -401,8 +425,8 @@ def report(tasks, times, cpu):
             row["ratio_vs_torch"] = float(np.median(paired))
             row["ratio_of_medians"] = float(np.median(tsec) / np.median(sec))
             row["ratio_paired"] = summarize(paired)
-            row["torch_cpu_sec_per_unit"] = summarize(cpu[cfg.name, "torch"])
-            row["ratio_cpu_time"] = float(np.median(np.asarray(cpu[cfg.name, "torch"])
+            row["torch_cpu_sec_per_unit"] = summarize(cpu[twin, "torch"])
+            row["ratio_cpu_time"] = float(np.median(np.asarray(cpu[twin, "torch"])
                                                     / np.asarray(cpu[cfg.name, "npvae"])))
         rows.append(row)
     by = {r["config"]: r for r in rows}
@@ -411,6 +435,9 @@ def report(tasks, times, cpu):
         derived["evaluate_gemm_rate_vs_forward"] = (by["evaluate"]["gflops"]["median"]
                                                     / by["forward"]["gflops"]["median"])
     for name in ("paper", "pytorch-example", "large-batch"):
+        if name in by and f"{name}-fused" in by:
+            derived[f"{name}: fused optimizer speed-up (paired)"] = float(np.median(
+                np.asarray(times[name, "npvae"]) / np.asarray(times[f"{name}-fused", "npvae"])))
         if name in by and f"{name}-f64" in by:
             derived[f"{name}: float64 time / float32 time"] = (
                 by[f"{name}-f64"]["sec_per_unit"]["median"] / by[name]["sec_per_unit"]["median"])
@@ -455,7 +482,8 @@ def markdown(rows, derived, meta):
     lines.append("- npvae / PyTorch: throughput ratio, the median over repetitions of PyTorch "
                  "time / npvae time measured back to back [IQR]; > 1 means npvae is faster. "
                  "'same, CPU time': the ratio of process CPU time, load-independent with "
-                 "--threads 1 (with more threads it counts spin-waiting too).")
+                 "--threads 1 (with more threads it counts spin-waiting too). A -fused "
+                 "row is compared with its base configuration's PyTorch repetitions.")
     return "\n".join(lines) + "\n"
 
 

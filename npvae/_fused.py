@@ -1,4 +1,4 @@
-"""The optimizers' updates in one compiled pass each (optional; needs numba).
+"""The optimizers' updates in one compiled pass each (optional; needs numba), (9.13).
 
 Imported only when an optimizer is built with ``fused=True`` (or with the
 environment variable ``NPVAE_FUSED=1``); npvae itself needs only NumPy.  See

@@ -367,9 +367,10 @@ class SGD(Optimizer):
     def _fused_update(self, k, p, g, slots):
         c = p.dtype.type
         if self.momentum:
-            k.sgd_momentum(p, g, slots[0], *self._scalars(p), c(self.momentum), c(self.lr))
+            k.sgd_momentum(p, g, slots[0], *self._scalars(p), c(self.momentum),
+                           c(self.lr))                                  # (9.13): (9.4)
         else:
-            k.sgd(p, g, *self._scalars(p), c(self.lr))          # (9.3)
+            k.sgd(p, g, *self._scalars(p), c(self.lr))          # (9.13): (9.3)
 
 
 class Adagrad(Optimizer):
@@ -398,7 +399,8 @@ class Adagrad(Optimizer):
 
     def _fused_update(self, k, p, g, slots):
         c = p.dtype.type
-        k.adagrad(p, g, slots[0], *self._scalars(p), c(self.lr), c(self.eps))  # (9.5), (9.6)
+        k.adagrad(p, g, slots[0], *self._scalars(p), c(self.lr),
+                  c(self.eps))                                 # (9.13): (9.5), (9.6)
 
 
 class Adam(Optimizer):
@@ -457,7 +459,7 @@ class Adam(Optimizer):
         c = p.dtype.type
         c1 = 1.0 - self.beta1 ** self.t
         c2 = 1.0 - self.beta2 ** self.t
-        k.adam(p, g, *slots, *self._scalars(p), c(self.beta1), c(1.0 - self.beta1),  # (9.7)-(9.9)
+        k.adam(p, g, *slots, *self._scalars(p), c(self.beta1), c(1.0 - self.beta1),  # (9.13)
                c(self.beta2), c(1.0 - self.beta2), c(self.eps * c2 ** 0.5),
                c(self.lr * c2 ** 0.5 / c1))
 

@@ -113,7 +113,8 @@ def test_mixed_or_half_dtypes_use_numpy(kernel_calls):
               {"w": rng.standard_normal(50)})]                     # float64 gradient
     for params, g in cases:
         for name, kw in CONFIGS:
-            assert_same_bits(*run_pair(name, kw, params, [g] * 3))
+            with np.errstate(all="ignore"):     # Adam's eps sqrt(c2) is 0 in float16
+                assert_same_bits(*run_pair(name, kw, params, [g] * 3))
     assert sum(kernel_calls.values()) == 0
 
 
