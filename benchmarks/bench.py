@@ -518,16 +518,17 @@ def memory(steps=(1000, 10000), eval_examples=100, K=1000, log=print):
                            seconds=time.perf_counter() - start)
     log(f"evaluate.log_likelihood K={K} on {eval_examples} examples: peak RSS "
         f"{before_peak:.0f} -> {peak_rss_mb():.0f} MB (RSS before {before:.0f} MB)")
-    task = Task(BY_NAME["paper"], data)
-    done, marks = 0, {}
-    start = time.perf_counter()
-    for n in steps:
-        task.run(n - done)
-        done = n
-        marks[n] = rss_mb()
-        log(f"paper: RSS after {n} steps = {marks[n]:.1f} MB "
-            f"({time.perf_counter() - start:.0f} s)")
-    out["train_rss_mb"] = marks
+    for name in ["paper"] + (["paper-fused"] if can_fuse() else []):
+        task = Task(BY_NAME[name], data)
+        done, marks = 0, {}
+        start = time.perf_counter()
+        for n in steps:
+            task.run(n - done)
+            done = n
+            marks[n] = rss_mb()
+            log(f"{name}: RSS after {n} steps = {marks[n]:.1f} MB "
+                f"({time.perf_counter() - start:.0f} s)")
+        out["train_rss_mb" if name == "paper" else "fused_train_rss_mb"] = marks
     out["train_peak_rss_mb"] = peak_rss_mb()
     return out
 

@@ -14,8 +14,8 @@ state come out bit-identical (``tests/test_fused.py``), and what changes is
 the memory traffic: one read of p, g and the state and one write of p and the
 state, instead of seven (Adagrad) to twelve (Adam) NumPy passes on one core.
 Measured (benchmarks/README.md, Session 6): the paper model's Adagrad update
-0.09 ms against 0.53 ms, the whole training step 1.15x (``paper``) and 1.23x
-(``pytorch-example``) faster.
+0.09 ms against 0.53 ms, the whole training step 1.15-1.21x (``paper``) and
+1.20-1.26x (``pytorch-example``) faster on 2 cores.
 
 ``error_model="numpy"`` lets a division by zero give inf/nan as NumPy does
 instead of testing every divisor, which also keeps the loops vectorized

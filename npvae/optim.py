@@ -27,7 +27,7 @@ below float rounding for the parameters in float32 and float64.
 ``fused=True`` (or the environment variable ``NPVAE_FUSED=1``, read when
 npvae is imported) runs each update as one compiled pass instead
 (``npvae/_fused.py``; needs numba, ``pip install 'npvae[fast]'``): the same
-operations in the same order, so the same bits (9.13), measured 1.15-1.23x
+operations in the same order, so the same bits (9.13), measured 1.15-1.26x
 faster per training step at M = 100.  The NumPy form below stays the
 reference, and the default.
 
