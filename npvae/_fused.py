@@ -34,13 +34,19 @@ import numpy as np
 _jit = numba.njit(cache=True, error_model="numpy", nogil=True)
 
 
+@numba.njit(inline="always", error_model="numpy")
+def _gradient(p, g, i, decay, wd):
+    """Entry i of the gradient the rule sees: g_i, or wd p_i + g_i with weight decay."""
+    if decay:
+        return p[i] * wd + g[i]                                # (9.2)
+    return g[i]
+
+
 @_jit
 def sgd(p, g, decay, wd, lr):
     """p <- p - lr g  (9.3); with weight decay g <- g + wd p first  (9.2)."""
     for i in range(p.size):
-        gi = g[i]
-        if decay:
-            gi = p[i] * wd + gi                                # (9.2)
+        gi = _gradient(p, g, i, decay, wd)
         p[i] -= gi * lr                                        # (9.3)
 
 
@@ -48,9 +54,7 @@ def sgd(p, g, decay, wd, lr):
 def sgd_momentum(p, g, v, decay, wd, mu, lr):
     """v <- mu v + g;  p <- p - lr v  (9.4)."""
     for i in range(p.size):
-        gi = g[i]
-        if decay:
-            gi = p[i] * wd + gi                                # (9.2)
+        gi = _gradient(p, g, i, decay, wd)
         vi = v[i] * mu + gi                                    # (9.4)
         v[i] = vi
         p[i] -= vi * lr                                        # (9.4)
@@ -60,9 +64,7 @@ def sgd_momentum(p, g, v, decay, wd, mu, lr):
 def adagrad(p, g, G, decay, wd, lr, eps):
     """G <- G + g^2;  p <- p - lr g / (sqrt(G) + eps)  (9.5), (9.6)."""
     for i in range(p.size):
-        gi = g[i]
-        if decay:
-            gi = p[i] * wd + gi                                # (9.2)
+        gi = _gradient(p, g, i, decay, wd)
         Gi = G[i] + gi * gi                                    # (9.5)
         G[i] = Gi
         p[i] -= (gi / (np.sqrt(Gi) + eps)) * lr                # (9.6)
@@ -74,9 +76,7 @@ def adam(p, g, m, v, decay, wd, b1, one_minus_b1, b2, one_minus_b2, eps_c2, step
     p <- p - step m / (sqrt(v) + eps_c2), step = lr sqrt(c2) / c1,
     eps_c2 = eps sqrt(c2)."""
     for i in range(p.size):
-        gi = g[i]
-        if decay:
-            gi = p[i] * wd + gi                                # (9.2)
+        gi = _gradient(p, g, i, decay, wd)
         mi = m[i] * b1 + gi * one_minus_b1                     # (9.7)
         vi = v[i] * b2 + (gi * gi) * one_minus_b2              # (9.7)
         m[i] = mi
