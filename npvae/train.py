@@ -140,7 +140,7 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
         optimizer="adagrad", lr=0.01, optimizer_options=None, weight_decay=0.0,
         batch_size=100, epochs=10, beta=1.0, warmup_epochs=0, binarize=None, rng=None,
         eval_every=1, eval_samples=1, eval_examples=None, checkpoint_path=None,
-        checkpoint_every=1, resume=None, log=print, callback=None, run_info=None):
+        checkpoint_every=1, resume=None, log=print, callback=None, run_info=None, fused=None):
     """Train ``model`` by minibatch AEVB (the paper's Algorithm 1); return a :class:`History`.
 
     Parameters
@@ -181,6 +181,10 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
     callback : called as ``callback(epoch, history)`` after each epoch.
     run_info : a JSON-able dict stored in the checkpoint's ``train_config``
         besides the settings (e.g. the dataset's name); not compared on resume.
+    fused : the optimizer's ``fused`` (``npvae.optim``: its update as one
+        compiled pass, needs numba; None: ``NPVAE_FUSED``). It gives the same
+        numbers, so it is not a training setting: not saved, and free to
+        differ on resume.
 
     Raises
     ------
@@ -217,7 +221,7 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
                          f"likelihood is {model.likelihood!r}")
 
     opt = optim.get(optimizer, model.params, lr, weight_decay=weight_decay,
-                    **(optimizer_options or {}))
+                    **{"fused": fused, **(optimizer_options or {})})
     if resume is not None:
         rng, counters, history = _resume(resume, model, opt, state_options, settings)
         checkpoint_path = resume if checkpoint_path is None else checkpoint_path
