@@ -29,7 +29,9 @@ npvae is imported) runs each update as one compiled pass instead
 (``npvae/_fused.py``; needs numba, ``pip install 'npvae[fast]'``): the same
 operations in the same order, so the same bits (9.13), measured 1.15-1.26x
 faster per training step at M = 100.  The NumPy form below stays the
-reference, and the default.
+reference, and the default; it also runs, with fused=True, wherever the
+compiled loop could differ (see ``_fusable``).  The compiled loop gives no
+RuntimeWarning on an overflow or an invalid operation.
 
 Every optimizer can save and restore its state: ``state_dict()`` returns a
 flat dict whose values are JSON-able scalars or arrays (keys ``"<slot>/<param
@@ -236,7 +238,7 @@ class Optimizer:
         arrays one block of an update touches (256 KB each in float32) still
         fit the measuring machine's 2 MB L2 cache.
         """
-        if getattr(self, "fused", False) and p.ndim == 1 and _one_dtype(p, g, slots):
+        if getattr(self, "fused", False) and _fusable(p, g, slots):
             self._fused_update(fused_kernels(), p, g, slots)
             return
         if p.ndim != 1:
@@ -477,10 +479,23 @@ def fused_kernels():
     return _fused
 
 
-def _one_dtype(p, g, slots):
-    """True if p, g and the state blocks are all float32 or all float64: the
-    kernels then compute in the dtype NumPy's passes compute in."""
-    return p.dtype in (np.float32, np.float64) and all(a.dtype == p.dtype for a in (g, *slots))
+def _fusable(p, g, slots):
+    """Whether the compiled update gives what the NumPy passes give (9.13):
+    1-D arrays, all float32 or all float64 (the kernels then compute in the
+    dtype NumPy's passes compute in), p and the state writable, g overlapping
+    neither (element by element and pass by pass would then read different
+    values), and no ``np.errstate`` that raises or calls on a floating-point
+    error (the kernels do not report them; under the default, "warn", NumPy's
+    warnings are simply not given).  Otherwise the NumPy update runs.
+    """
+    arrays = (p, g, *slots)
+    if p.ndim != 1 or p.dtype not in (np.float32, np.float64):
+        return False
+    if any(a.dtype != p.dtype for a in arrays) or not all(a.flags.writeable for a in (p, *slots)):
+        return False
+    if any(np.may_share_memory(g, a) for a in (p, *slots)):
+        return False
+    return not any(mode in ("raise", "call", "log") for mode in np.geterr().values())
 
 
 def _same(a, b):

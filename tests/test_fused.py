@@ -1,6 +1,8 @@
 """The compiled one-pass updates (``fused=True``, npvae/_fused.py) give the very
 bits of the NumPy updates (9.13), take the compiled path where they should,
-and fall back to NumPy where the kernels would round differently."""
+and fall back to NumPy where the kernels would differ (other dtypes, read-only
+or overlapping arrays, an np.errstate that raises)."""
+import contextlib
 import copy
 import os
 import subprocess
@@ -18,18 +20,30 @@ CONFIGS = [("sgd", {}), ("sgd", {"momentum": 0.9}), ("adagrad", {}), ("adam", {}
 KERNELS = ("sgd", "sgd_momentum", "adagrad", "adam")
 
 
-@pytest.fixture
-def kernel_calls(monkeypatch):
-    """Counts the calls of each compiled kernel."""
+@contextlib.contextmanager
+def counting():
+    """Counts the calls of each compiled kernel while the block runs."""
     calls = dict.fromkeys(KERNELS, 0)
-    for name in KERNELS:
-        kernel = getattr(_fused, name)
+    saved = {name: getattr(_fused, name) for name in KERNELS}
 
-        def counted(*args, _name=name, _kernel=kernel):
-            calls[_name] += 1
-            return _kernel(*args)
-        monkeypatch.setattr(_fused, name, counted)
-    return calls
+    def counter(name, kernel):
+        def counted(*args):
+            calls[name] += 1
+            return kernel(*args)
+        return counted
+    try:
+        for name, kernel in saved.items():
+            setattr(_fused, name, counter(name, kernel))
+        yield calls
+    finally:
+        for name, kernel in saved.items():
+            setattr(_fused, name, kernel)
+
+
+@pytest.fixture
+def kernel_calls():
+    with counting() as calls:
+        yield calls
 
 
 def run_pair(name, kw, params, grads, steps=5, wd=0.0):
@@ -88,10 +102,12 @@ def test_fused_update_is_bit_identical_per_array(config, dtype, shapes, wd, scal
     params = {f"p{i}": rng.standard_normal(s).astype(dtype) for i, s in enumerate(shapes)}
     grads = [{k: (scale * rng.standard_normal(v.shape)).astype(dtype) for k, v in params.items()}
              for _ in range(4)]
-    assert_same_bits(*run_pair(name, kw, params, grads, wd=wd))
+    with counting() as calls:
+        assert_same_bits(*run_pair(name, kw, params, grads, wd=wd))
+    assert sum(calls.values()) == 4 * len(shapes)          # every array, every step
 
 
-def test_zero_gradients_and_a_decay_that_rounds_to_zero():
+def test_zero_gradients_and_a_decay_that_rounds_to_zero(kernel_calls):
     """Exactly-zero gradients (0/0 is avoided by eps, as in NumPy), and a weight
     decay that is 0 in float32 but still switches the decay path on."""
     params = {"w": np.array([1.0, -0.0, 0.0, np.inf, -2.5], np.float32)}
@@ -101,11 +117,101 @@ def test_zero_gradients_and_a_decay_that_rounds_to_zero():
             with np.errstate(all="ignore"):         # inf * 0 and the like, in both
                 a, b, oa, ob = run_pair(name, kw, params, grads, wd=wd)
             assert_same_bits(a, b, oa, ob)
+    assert sum(kernel_calls.values()) == len(CONFIGS) * 2 * 3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_special_values(dtype, kernel_calls):
+    """inf, nan, signed zeros, subnormals and the largest numbers, in the
+    parameters and the gradients, with and without weight decay."""
+    fi = np.finfo(dtype)
+    special = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, fi.tiny / 4, -fi.tiny / 4,
+                        fi.max, -fi.max, 1.0, -3.5], dtype)
+    p, g = np.meshgrid(special, special)
+    params = {"w": p.ravel().copy()}
+    grads = [{"w": g.ravel().copy()}, {"w": g.ravel()[::-1].copy()}]
+    for name, kw in CONFIGS:
+        for wd in (0.0, 0.1):
+            with np.errstate(all="ignore"):
+                assert_same_bits(*run_pair(name, kw, params, grads, steps=2, wd=wd))
+    assert sum(kernel_calls.values()) == len(CONFIGS) * 2 * 2
+
+
+def test_long_adam_run_through_flushes_with_other_hyperparameters(kernel_calls):
+    """150 steps (two subnormal flushes, 9.12) with entries whose gradient is
+    always 0, and non-default lr, betas and eps."""
+    rng = np.random.default_rng(5)
+    params = {"w": rng.standard_normal(3000).astype(np.float32)}
+    mask = rng.random(3000) < 0.3
+    grads = [{"w": np.where(mask, 0, rng.standard_normal(3000)).astype(np.float32)}
+             for _ in range(150)]
+    for name, kw in [("adam", dict(beta1=0.5, beta2=0.9, eps=1e-30)),
+                     ("sgd", dict(momentum=0.5))]:
+        a, b = copy.deepcopy(params), copy.deepcopy(params)
+        oa = optim.get(name, a, 0.003, fused=False, **kw)
+        ob = optim.get(name, b, 0.003, fused=True, **kw)
+        for gr in grads:
+            oa.step(gr)
+            ob.step(gr)
+        assert_same_bits(a, b, oa, ob)
+    assert kernel_calls["adam"] == 150 and kernel_calls["sgd_momentum"] == 150
+
+
+def test_strided_one_dimensional_arrays_are_fused(kernel_calls):
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal(200)
+    g = [{"w": rng.standard_normal(200)[::2]} for _ in range(3)]
+    for name, kw in CONFIGS:
+        ba, bb = base.copy(), base.copy()
+        a, b = {"w": ba[::2]}, {"w": bb[::2]}
+        oa = optim.get(name, a, 0.01, fused=False, **kw)
+        ob = optim.get(name, b, 0.01, fused=True, **kw)
+        for gr in g:
+            oa.step(gr)
+            ob.step(gr)
+        assert_same_bits(a, b, oa, ob)
+        np.testing.assert_array_equal(ba, bb)       # the entries in between untouched alike
+        np.testing.assert_array_equal(ba[1::2], base[1::2])
+    assert sum(kernel_calls.values()) == len(CONFIGS) * 3
+
+
+def test_read_only_overlapping_and_errstate_raise_use_numpy(kernel_calls):
+    """Where the kernels would behave differently, the NumPy update runs:
+    a read-only parameter (NumPy's ValueError), a gradient that is a view of
+    the state or overlaps the parameter, an np.errstate that raises."""
+    ro = np.ones(10)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        optim.Adagrad({"w": ro}, fused=True).step({"w": np.ones(10)})
+
+    buf_a, buf_b = np.linspace(-1, 1, 41), np.linspace(-1, 1, 41)
+    oa = optim.Adam({"w": buf_a[1:]}, fused=False)
+    ob = optim.Adam({"w": buf_b[1:]}, fused=True)
+    for _ in range(3):
+        oa.step({"w": buf_a[:-1]})                  # overlaps the parameter, shifted
+        ob.step({"w": buf_b[:-1]})
+    np.testing.assert_array_equal(buf_a, buf_b)
+
+    pa, pb = {"w": np.ones(10)}, {"w": np.ones(10)}
+    oa, ob = optim.Adagrad(pa, fused=False), optim.Adagrad(pb, fused=True)
+    oa.step({"w": np.full(10, 0.5)})
+    ob.step({"w": np.full(10, 0.5)})
+    oa.step({"w": oa.state["sum_sq"]["w"]})         # the gradient is the state itself
+    ob.step({"w": ob.state["sum_sq"]["w"]})
+    assert_same_bits(pa, pb, oa, ob)
+
+    big = {"w": np.array([1e30, 0.0], np.float32)}
+    opt = optim.Adagrad(big, fused=True)
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        opt.step({"w": np.array([1e30, 0.0], np.float32)})
+    # one kernel call in all: the first Adagrad step above, whose gradient is
+    # a separate array
+    assert kernel_calls == {"sgd": 0, "sgd_momentum": 0, "adagrad": 1, "adam": 0}
 
 
 def test_mixed_or_half_dtypes_use_numpy(kernel_calls):
     """float16, and gradients of another dtype than the parameters, stay on the
-    NumPy update (the kernels would round differently); results still agree."""
+    NumPy update (no kernel is called; both optimizers then run the same code)."""
     rng = np.random.default_rng(0)
     cases = [({"w": rng.standard_normal(50).astype(np.float16)},
               {"w": rng.standard_normal(50).astype(np.float16)}),
@@ -119,7 +225,7 @@ def test_mixed_or_half_dtypes_use_numpy(kernel_calls):
 
 
 def test_non_contiguous_parameters_use_numpy(kernel_calls):
-    """A strided view (no flat 1-D view of it exists) keeps its NumPy update."""
+    """A strided 2-D view (no 1-D view of it exists) keeps its NumPy update."""
     rng = np.random.default_rng(1)
     base_a, g = rng.standard_normal((6, 8)), {"w": rng.standard_normal((6, 4))}
     base_b, before = base_a.copy(), base_a.copy()
@@ -187,7 +293,7 @@ def test_environment_variable_sets_the_default(value, expected):
     assert out.stdout.split() == [str(expected), str(expected), "False"]
 
 
-def test_fit_with_fused_gives_the_same_run_and_resumes_either_way(tmp_path):
+def test_fit_with_fused_gives_the_same_run_and_resumes_either_way(tmp_path, kernel_calls):
     """fit(fused=True) trains to the very same parameters and history; fused
     is not a training setting, so a run resumes with or without it."""
     data = (np.random.default_rng(0).random((120, 30)) < 0.4).astype(np.float32)
@@ -200,7 +306,9 @@ def test_fit_with_fused_gives_the_same_run_and_resumes_either_way(tmp_path):
         return model, h
 
     plain, hp = run(False, 3, tmp_path / "plain.npz")
+    assert kernel_calls["adam"] == 0
     fused, hf = run(True, 3, tmp_path / "fused.npz")
+    assert kernel_calls["adam"] == 9                         # 3 epochs of 3 minibatches
     assert hp["train_elbo"] == hf["train_elbo"]
     for k in plain.params:
         np.testing.assert_array_equal(plain.params[k], fused.params[k], strict=True)
@@ -210,14 +318,16 @@ def test_fit_with_fused_gives_the_same_run_and_resumes_either_way(tmp_path):
         np.testing.assert_array_equal(plain.params[k], resumed.params[k], strict=True)
 
 
-def test_cli_fused_flag(tmp_path, monkeypatch):
+def test_cli_fused_flag(tmp_path, monkeypatch, kernel_calls):
     from npvae import cli
     monkeypatch.setenv("NPVAE_CACHE", str(tmp_path / "cache"))
     tiny = ["--data", "bars", "--n-train", "100", "--n-test", "40", "--hidden", "8",
             "--z-dim", "2", "--batch-size", "50", "--eval-samples", "5", "--eval-examples",
             "10", "--no-figures", "--epochs", "2"]
     assert cli.main(["train", *tiny, "--out", str(tmp_path / "a")]) == 0
+    assert kernel_calls["adam"] == 0
     assert cli.main(["train", *tiny, "--fused", "--out", str(tmp_path / "b")]) == 0
+    assert kernel_calls["adam"] == 4                         # 2 epochs of 2 minibatches
     a = (tmp_path / "a" / "history.csv").read_text().splitlines()
     b = (tmp_path / "b" / "history.csv").read_text().splitlines()
     # the same numbers; only the timing columns (seconds, examples/s) may differ
