@@ -46,15 +46,19 @@ def kernel_calls():
         yield calls
 
 
-def run_pair(name, kw, params, grads, steps=5, wd=0.0):
-    """The same steps through the NumPy and the fused update; both params dicts."""
-    a, b = copy.deepcopy(params), copy.deepcopy(params)
-    oa = optim.get(name, a, 0.01, weight_decay=wd, fused=False, **kw)
-    ob = optim.get(name, b, 0.01, weight_decay=wd, fused=True, **kw)
-    for g in grads[:steps]:
+def step_pair(name, kw, a, b, grads, lr=0.01, wd=0.0):
+    """The same steps through the NumPy update of ``a`` and the fused update of ``b``."""
+    oa = optim.get(name, a, lr, weight_decay=wd, fused=False, **kw)
+    ob = optim.get(name, b, lr, weight_decay=wd, fused=True, **kw)
+    for g in grads:
         oa.step(g)
         ob.step(g)
     return a, b, oa, ob
+
+
+def run_pair(name, kw, params, grads, steps=5, wd=0.0):
+    """step_pair on two copies of ``params``."""
+    return step_pair(name, kw, copy.deepcopy(params), copy.deepcopy(params), grads[:steps], wd=wd)
 
 
 def assert_same_bits(a, b, oa, ob):
@@ -147,13 +151,8 @@ def test_long_adam_run_through_flushes_with_other_hyperparameters(kernel_calls):
              for _ in range(150)]
     for name, kw in [("adam", dict(beta1=0.5, beta2=0.9, eps=1e-30)),
                      ("sgd", dict(momentum=0.5))]:
-        a, b = copy.deepcopy(params), copy.deepcopy(params)
-        oa = optim.get(name, a, 0.003, fused=False, **kw)
-        ob = optim.get(name, b, 0.003, fused=True, **kw)
-        for gr in grads:
-            oa.step(gr)
-            ob.step(gr)
-        assert_same_bits(a, b, oa, ob)
+        assert_same_bits(*step_pair(name, kw, copy.deepcopy(params), copy.deepcopy(params),
+                                    grads, lr=0.003))
     assert kernel_calls["adam"] == 150 and kernel_calls["sgd_momentum"] == 150
 
 
@@ -163,13 +162,7 @@ def test_strided_one_dimensional_arrays_are_fused(kernel_calls):
     g = [{"w": rng.standard_normal(200)[::2]} for _ in range(3)]
     for name, kw in CONFIGS:
         ba, bb = base.copy(), base.copy()
-        a, b = {"w": ba[::2]}, {"w": bb[::2]}
-        oa = optim.get(name, a, 0.01, fused=False, **kw)
-        ob = optim.get(name, b, 0.01, fused=True, **kw)
-        for gr in g:
-            oa.step(gr)
-            ob.step(gr)
-        assert_same_bits(a, b, oa, ob)
+        assert_same_bits(*step_pair(name, kw, {"w": ba[::2]}, {"w": bb[::2]}, g))
         np.testing.assert_array_equal(ba, bb)       # the entries in between untouched alike
         np.testing.assert_array_equal(ba[1::2], base[1::2])
     assert sum(kernel_calls.values()) == len(CONFIGS) * 3
