@@ -220,8 +220,8 @@ def fit(model, data, *, x_test=None, estimator="reparam", estimator_options=None
         raise ValueError(f"binarize={binarize!r} is for Bernoulli models; this model's "
                          f"likelihood is {model.likelihood!r}")
 
-    opt = optim.get(optimizer, model.params, lr, weight_decay=weight_decay,
-                    **{"fused": fused, **(optimizer_options or {})})
+    opt = optim.get(optimizer, model.params, lr, weight_decay=weight_decay, fused=fused,
+                    **(optimizer_options or {}))
     if resume is not None:
         rng, counters, history = _resume(resume, model, opt, state_options, settings)
         checkpoint_path = resume if checkpoint_path is None else checkpoint_path
